@@ -1,0 +1,26 @@
+"""The exceptions soundsmith raises for user errors.
+
+A user error is bad input: a value outside what is allowed, a file or model that is missing or broken. Its message
+is one line that names the bad value and says what is allowed; the CLI prints it and exits with status 2. Bugs keep
+their ordinary exceptions and tracebacks.
+"""
+
+
+class SoundsmithError(Exception):
+    """Base class of every user error soundsmith raises."""
+
+
+class InvalidArgument(SoundsmithError, ValueError):
+    """An argument outside what is allowed (empty prompt, negative guidance, 0 steps …)."""
+
+
+class ModelNotFound(SoundsmithError):
+    """A model name, hub id or folder that cannot be found or fetched."""
+
+
+class CheckpointError(SoundsmithError):
+    """A checkpoint folder that exists but cannot be loaded (wrong pipeline, missing or corrupted weights)."""
+
+
+class AudioFileError(SoundsmithError):
+    """An audio file that cannot be read or written."""
