@@ -1,0 +1,168 @@
+"""The KL autoencoder between log-mel spectrograms and latents (diffusers `AutoencoderKL`).
+
+mel (B, 1, T, M) ─ encoder ─► mean, logvar (B, z, T/f, M/f) … latents (B, z, T/f, M/f) ─ decoder ─► mel (B, 1, T, M),
+f = 2^(len(block_out_channels) − 1) (4 for every published checkpoint: T frames of 10 ms, M = 64 mel bins, z = 8).
+The pipeline divides latents by `scaling_factor` before decoding; this module does not.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CheckpointError
+from .attention import Attention
+from .layers import Downsample, ResnetBlock, Upsample
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    in_channels: int
+    out_channels: int
+    latent_channels: int
+    block_out_channels: tuple[int, ...]
+    layers_per_block: int
+    groups: int
+    scaling_factor: float
+    mid_attention: bool
+    quant_conv: bool
+    post_quant_conv: bool
+
+    @property
+    def scale_factor(self) -> int:
+        """Downsampling factor of both axes between mel and latents."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    @classmethod
+    def from_dict(cls, cfg: dict) -> "VAEConfig":
+        for key in ("down_block_types", "up_block_types"):
+            bad = [t for t in cfg.get(key, []) if t not in ("DownEncoderBlock2D", "UpDecoderBlock2D")]
+            if bad:
+                raise CheckpointError(f"vae config {key} contains {bad[0]!r}, which is not supported")
+        if cfg.get("act_fn", "silu") != "silu":
+            raise CheckpointError(f"vae config act_fn={cfg['act_fn']!r} is not supported (allowed: 'silu')")
+        if cfg.get("shift_factor") not in (None, 0, 0.0):
+            raise CheckpointError(f"vae config shift_factor={cfg['shift_factor']!r} is not supported")
+        return cls(
+            in_channels=cfg.get("in_channels", 3), out_channels=cfg.get("out_channels", 3),
+            latent_channels=cfg.get("latent_channels", 4),
+            block_out_channels=tuple(cfg.get("block_out_channels", (64,))),
+            layers_per_block=cfg.get("layers_per_block", 1), groups=cfg.get("norm_num_groups", 32),
+            scaling_factor=float(cfg.get("scaling_factor", 0.18215)),
+            mid_attention=cfg.get("mid_block_add_attention", True),
+            quant_conv=cfg.get("use_quant_conv", True), post_quant_conv=cfg.get("use_post_quant_conv", True),
+        )
+
+
+class MidAttention(Attention):
+    """Single-head self-attention over all T·M positions with its own GroupNorm and a residual (the LDM `AttnBlock`)."""
+
+    def __init__(self, ch: int, groups: int):
+        super().__init__(ch, heads=1, dim_head=ch, bias=True)
+        self.group_norm = nn.GroupNorm(groups, ch, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.group_norm(x).view(b, c, h * w).transpose(1, 2)
+        y = super().forward(y)
+        return x + y.transpose(1, 2).reshape(b, c, h, w)
+
+
+class MidBlock(nn.Module):
+    def __init__(self, ch: int, groups: int, attention: bool):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock(ch, ch, None, groups, 1e-6) for _ in range(2))
+        self.attentions = nn.ModuleList([MidAttention(ch, groups)]) if attention else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.resnets[0](x)
+        if self.attentions is not None:
+            x = self.attentions[0](x)
+        return self.resnets[1](x)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, layers: int, groups: int, downsample: bool):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock(in_ch if i == 0 else out_ch, out_ch, None, groups, 1e-6)
+                                     for i in range(layers))
+        self.downsamplers = nn.ModuleList([Downsample(out_ch, padding=0)]) if downsample else None
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, layers: int, groups: int, upsample: bool):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock(in_ch if i == 0 else out_ch, out_ch, None, groups, 1e-6)
+                                     for i in range(layers))
+        self.upsamplers = nn.ModuleList([Upsample(out_ch)]) if upsample else None
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        chans = cfg.block_out_channels
+        self.conv_in = nn.Conv2d(cfg.in_channels, chans[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList(
+            EncoderBlock(chans[max(i - 1, 0)], ch, cfg.layers_per_block, cfg.groups, i < len(chans) - 1)
+            for i, ch in enumerate(chans))
+        self.mid_block = MidBlock(chans[-1], cfg.groups, cfg.mid_attention)
+        self.conv_norm_out = nn.GroupNorm(cfg.groups, chans[-1], eps=1e-6)
+        self.conv_out = nn.Conv2d(chans[-1], 2 * cfg.latent_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)
+        for block in self.down_blocks:
+            for resnet in block.resnets:
+                x = resnet(x)
+            if block.downsamplers is not None:
+                x = block.downsamplers[0](x)
+        x = self.mid_block(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        rev = cfg.block_out_channels[::-1]
+        self.conv_in = nn.Conv2d(cfg.latent_channels, rev[0], 3, padding=1)
+        self.mid_block = MidBlock(rev[0], cfg.groups, cfg.mid_attention)
+        self.up_blocks = nn.ModuleList(
+            DecoderBlock(rev[max(i - 1, 0)], ch, cfg.layers_per_block + 1, cfg.groups, i < len(rev) - 1)
+            for i, ch in enumerate(rev))
+        self.conv_norm_out = nn.GroupNorm(cfg.groups, rev[-1], eps=1e-6)
+        self.conv_out = nn.Conv2d(rev[-1], cfg.out_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.mid_block(self.conv_in(z))
+        for block in self.up_blocks:
+            for resnet in block.resnets:
+                x = resnet(x)
+            if block.upsamplers is not None:
+                x = block.upsamplers[0](x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class AutoencoderKL(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.config = cfg
+        z = cfg.latent_channels
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.quant_conv = nn.Conv2d(2 * z, 2 * z, 1) if cfg.quant_conv else None
+        self.post_quant_conv = nn.Conv2d(z, z, 1) if cfg.post_quant_conv else None
+
+    def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel (B, 1, T, M) → (mean, logvar), each (B, z, T/f, M/f); logvar clamped to [−30, 20]."""
+        moments = self.encoder(mel)
+        if self.quant_conv is not None:
+            moments = self.quant_conv(moments)
+        mean, logvar = moments.chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents (B, z, T/f, M/f), already divided by the scaling factor → mel (B, 1, T, M)."""
+        if self.post_quant_conv is not None:
+            latents = self.post_quant_conv(latents)
+        return self.decoder(latents)
