@@ -1,0 +1,626 @@
+"""Noise schedules: a checkpoint's scheduler_config.json → the noise levels and timesteps a sampler walks.
+
+A `Plan` is what diffusers' `OtherScheduler.from_config(cfg)` followed by `set_timesteps(N)` would hold, written as
+arrays instead of a stateful object: the variance-exploding noise levels `sigmas` the sampler steps through
+(sigma = sqrt((1 - alpha_bar) / alpha_bar), the DDPM alpha_bar of Ho et al. 2020), the `timesteps` the model is fed,
+one per model call, and the per-step options (solver orders, landing levels) the sampler functions in `samplers.py`
+take. Every number is computed with the same operations, dtypes and quirks as diffusers 0.42, so that the samplers
+reproduce its outputs to float32 rounding.
+
+The AudioLDM / AudioLDM 2 / MusicLDM checkpoints ship `DDIMScheduler(num_train_timesteps=1000, beta_start=0.0015,
+beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+prediction_type="epsilon", timestep_spacing="leading")`.
+"""
+
+import difflib
+import math
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InvalidArgument
+
+_COMMON = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
+           "trained_betas": None, "prediction_type": "epsilon"}
+_SIGMA_KINDS = {"use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False}
+_SPACING = {"timestep_spacing": "linspace", "steps_offset": 0}
+_SOLVER = {"solver_order": 2, "thresholding": False, "dynamic_thresholding_ratio": 0.995, "sample_max_value": 1.0,
+           "lower_order_final": True, "use_flow_sigmas": False, "flow_shift": 1.0, "use_dynamic_shifting": False,
+           "time_shift_type": "exponential"}
+
+# Each diffusers scheduler class: its config keys with their defaults (diffusers 0.42.1 signatures).
+DEFAULTS = {
+    "DDIMScheduler": {**_COMMON, "clip_sample": True, "set_alpha_to_one": True, "steps_offset": 0,
+                      "thresholding": False, "dynamic_thresholding_ratio": 0.995, "clip_sample_range": 1.0,
+                      "sample_max_value": 1.0, "timestep_spacing": "leading", "rescale_betas_zero_snr": False},
+    "DDPMScheduler": {**_COMMON, "variance_type": "fixed_small", "clip_sample": True, "thresholding": False,
+                      "dynamic_thresholding_ratio": 0.995, "clip_sample_range": 1.0, "sample_max_value": 1.0,
+                      "timestep_spacing": "leading", "steps_offset": 0, "rescale_betas_zero_snr": False},
+    "PNDMScheduler": {**_COMMON, "skip_prk_steps": False, "set_alpha_to_one": False, "timestep_spacing": "leading",
+                      "steps_offset": 0},
+    "LMSDiscreteScheduler": {**_COMMON, **_SIGMA_KINDS, **_SPACING},
+    "EulerDiscreteScheduler": {**_COMMON, "interpolation_type": "linear", **_SIGMA_KINDS, "sigma_min": None,
+                               "sigma_max": None, **_SPACING, "timestep_type": "discrete",
+                               "rescale_betas_zero_snr": False, "final_sigmas_type": "zero"},
+    "EulerAncestralDiscreteScheduler": {**_COMMON, **_SPACING, "rescale_betas_zero_snr": False},
+    "HeunDiscreteScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS,
+                              "clip_sample": False, "clip_sample_range": 1.0, **_SPACING},
+    "KDPM2DiscreteScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS, **_SPACING},
+    "KDPM2AncestralDiscreteScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS,
+                                        **_SPACING},
+    "DPMSolverMultistepScheduler": {**_COMMON, **_SOLVER, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
+                                    "euler_at_final": False, **_SIGMA_KINDS, "use_lu_lambdas": False,
+                                    "final_sigmas_type": "zero", "lambda_min_clipped": -math.inf,
+                                    "variance_type": None, **_SPACING, "rescale_betas_zero_snr": False},
+    "DPMSolverSinglestepScheduler": {**_COMMON, **_SOLVER, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
+                                     "lower_order_final": False, **_SIGMA_KINDS, "final_sigmas_type": "zero",
+                                     "lambda_min_clipped": -math.inf, "variance_type": None},
+    "DPMSolverSDEScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS,
+                              "noise_sampler_seed": None, **_SPACING},
+    "DEISMultistepScheduler": {**_COMMON, **_SOLVER, "algorithm_type": "deis", "solver_type": "logrho",
+                               **_SIGMA_KINDS, **_SPACING},
+    "UniPCMultistepScheduler": {**_COMMON, **_SOLVER, "predict_x0": True, "solver_type": "bh2",
+                                "disable_corrector": [], "solver_p": None, **_SIGMA_KINDS, **_SPACING,
+                                "final_sigmas_type": "zero", "rescale_betas_zero_snr": False, "sigma_min": None,
+                                "sigma_max": None, "shift_terminal": None},
+}
+
+# Short names (`--sampler`) → (diffusers class, the config keys that pick the variant).
+SAMPLERS = {
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "kdpm2": ("KDPM2DiscreteScheduler", {}),
+    "kdpm2-a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "dpmpp-2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp-2m-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "dpmpp-2s": ("DPMSolverSinglestepScheduler", {"solver_order": 2}),
+    "dpm-sde": ("DPMSolverSDEScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+
+# Config values we reproduce; any other value of these keys is refused rather than silently ignored.
+_SPACINGS = ("leading", "linspace", "trailing")
+_ALLOWED = {
+    "beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
+    "prediction_type": ("epsilon", "v_prediction", "sample"),
+    "timestep_spacing": _SPACINGS,
+    "final_sigmas_type": ("zero", "sigma_min"),
+    "interpolation_type": ("linear", "log_linear"),
+    "timestep_type": ("discrete",),
+    "variance_type": ("fixed_small", None),
+    "solver_order": (1, 2, 3),
+    "clip_sample": (False,),      # latents are not images in [-1, 1]: the AudioLDM configs all set False
+    "thresholding": (False,),
+    "rescale_betas_zero_snr": (False,),  # zero terminal SNR means sigma = inf, outside the VE parameterisation
+    "use_beta_sigmas": (False,),  # needs scipy's beta quantile
+    "use_flow_sigmas": (False,),
+    "use_dynamic_shifting": (False,),
+    "predict_x0": (True,),
+    "solver_p": (None,),
+    "shift_terminal": (None,),
+    "skip_prk_steps": (True,),    # PNDM's Runge-Kutta warm-up is not reproduced; AudioLDM pipelines skip it
+}
+_WHY = {"skip_prk_steps": "PNDM's Runge-Kutta warm-up is not reproduced; the 'pndm' sampler skips it, as the "
+                          "AudioLDM pipelines do",
+        "clip_sample": "latents are not images in [-1, 1]; the AudioLDM-family configs set it False",
+        "thresholding": "dynamic thresholding is for pixel-space models",
+        "rescale_betas_zero_snr": "a zero terminal SNR puts sigma at infinity",
+        "use_beta_sigmas": "beta sigmas need scipy's beta quantile function"}
+_ALGORITHMS = {"DPMSolverMultistepScheduler": ("dpmsolver++", "sde-dpmsolver++"),
+               "DPMSolverSinglestepScheduler": ("dpmsolver++", "sde-dpmsolver++"),
+               "DEISMultistepScheduler": ("deis",)}
+_SOLVER_TYPES = {"DPMSolverMultistepScheduler": ("midpoint", "heun"),
+                 "DPMSolverSinglestepScheduler": ("midpoint", "heun"),
+                 "DEISMultistepScheduler": ("logrho",), "UniPCMultistepScheduler": ("bh1", "bh2")}
+# diffusers re-maps another family's algorithm/solver names when a config moves between classes.
+_REMAP = {"DPMSolverMultistepScheduler": {"algorithm_type": {"deis": "dpmsolver++"},
+                                          "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"}},
+          "DPMSolverSinglestepScheduler": {"algorithm_type": {"deis": "dpmsolver++"},
+                                           "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"}},
+          "DEISMultistepScheduler": {"algorithm_type": {"dpmsolver": "deis", "dpmsolver++": "deis"},
+                                     "solver_type": {"midpoint": "logrho", "heun": "logrho", "bh1": "logrho",
+                                                     "bh2": "logrho"}},
+          "UniPCMultistepScheduler": {"solver_type": {"midpoint": "bh2", "heun": "bh2", "logrho": "bh2"}}}
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A sampler and its schedule, ready for `samplers.run`.
+
+    sigmas: (S+1,) float32 VE noise levels; step k goes from sigmas[k] to sigmas[k+1] (sigmas[-1] is where the
+        last step lands: 0, or sigma_min for schedules that stop short of it, as diffusers' do).
+    timesteps: (M,) the values fed to the model, one per model call, exactly diffusers' `scheduler.timesteps`.
+    call_sigmas: (M,) the noise level of each model call (its input is x / sqrt(sigma^2 + 1)).
+    step_calls: the index into `timesteps` of the model call that completes step k (where diffusers' loop would
+        fire its callback).
+    space: "vp" if diffusers' latents are x / sqrt(1 + sigma^2) (DDIM, DPM-Solver …), "ve" if they are x (Euler …).
+    order: diffusers' `scheduler.order`; the callback's step index is the loop index // order.
+    options: keyword arguments of the sampler function; tuple/tensor values hold one entry per step.
+    """
+
+    name: str
+    scheduler: str
+    config: dict
+    num_inference_steps: int
+    sigmas: torch.Tensor
+    timesteps: torch.Tensor
+    init_noise_sigma: float
+    eta: float = 0.0
+    space: str = "ve"
+    order: int = 1
+    step_calls: tuple = ()
+    call_sigmas: torch.Tensor = None
+    alphas_cumprod: torch.Tensor = None
+    options: dict = field(default_factory=dict)
+
+
+def _refuse(what: str, value, allowed, why: str | None = None) -> InvalidArgument:
+    """One-line error naming the value, the close allowed names (difflib) and all allowed ones."""
+    allowed = [str(a) for a in allowed]
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    why = f" ({why})" if why else ""
+    return InvalidArgument(f"{what} {value!r} is not supported{hint}{why}; allowed: {', '.join(allowed)}")
+
+
+def resolve(scheduler_config: dict, sampler: str | None, overrides: dict) -> tuple[str, str, dict, float]:
+    """(short name, diffusers class, resolved config, eta) the way `Class.from_config(scheduler_config, **overrides)`
+    builds it: the config keys the class understands, its defaults for the rest, then the variant and overrides."""
+    if sampler is None:
+        sampler = scheduler_config.get("_class_name")
+        if sampler is None:
+            raise InvalidArgument("scheduler_config has no '_class_name'; pass a sampler name: " + ", ".join(SAMPLERS))
+    if sampler in SAMPLERS:
+        cls, preset = SAMPLERS[sampler]
+    elif sampler in DEFAULTS:
+        cls, preset = sampler, {}
+    else:
+        raise _refuse("sampler", sampler, [*SAMPLERS, *DEFAULTS])
+    overrides = dict(overrides)
+    eta = overrides.pop("eta", None)
+    if eta is not None and cls != "DDIMScheduler":
+        raise InvalidArgument(f"eta={eta!r} only applies to the DDIM sampler, not {sampler!r}")
+    defaults = DEFAULTS[cls]
+    for key in overrides:
+        if key not in defaults:
+            raise _refuse(f"{cls} option", key, ["eta", *defaults] if cls == "DDIMScheduler" else defaults)
+    # diffusers' from_config ignores the keys a config recorded as its own class's defaults (`_use_default_values`)
+    inherited = {k: v for k, v in scheduler_config.items()
+                 if k in defaults and k not in scheduler_config.get("_use_default_values", ())}
+    config = {**defaults, **inherited, **preset, **overrides}
+    for key, mapping in _REMAP.get(cls, {}).items():
+        config[key] = mapping.get(config[key], config[key])
+    for key, allowed in {**_ALLOWED, "algorithm_type": _ALGORITHMS.get(cls, ()),
+                         "solver_type": _SOLVER_TYPES.get(cls, ())}.items():
+        if key in config and config[key] not in allowed:
+            raise _refuse(f"{cls} {key}", config[key], allowed, _WHY.get(key))
+    if sum(bool(config.get(k)) for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_lu_lambdas")) > 1:
+        raise InvalidArgument("use only one of use_karras_sigmas, use_exponential_sigmas, use_lu_lambdas")
+    if cls in ("PNDMScheduler", "DPMSolverSDEScheduler") and config["prediction_type"] == "sample":
+        raise _refuse(f"{cls} prediction_type", "sample", ("epsilon", "v_prediction"))
+    eta = float(eta or 0.0)
+    if not 0.0 <= eta <= 1.0:
+        raise InvalidArgument(f"eta must be between 0 and 1, got {eta}")
+    return _short_name(cls, config), cls, config, eta
+
+
+def _short_name(cls: str, config: dict) -> str:
+    if cls == "DPMSolverMultistepScheduler":
+        return "dpmpp-2m-sde" if config["algorithm_type"] == "sde-dpmsolver++" else "dpmpp-2m"
+    return next(name for name, (c, _) in SAMPLERS.items() if c == cls)
+
+
+# --- the training schedule -------------------------------------------------------------------------------------
+
+def _betas_for_alpha_bar(n: int, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal 2021 cosine schedule (`squaredcos_cap_v2`)."""
+    def alpha_bar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+    return torch.tensor([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)],
+                        dtype=torch.float32)
+
+
+def alphas_cumprod(config: dict) -> torch.Tensor:
+    """(T,) float32 alpha_bar_t = prod(1 - beta_s, s <= t), as every diffusers scheduler builds it."""
+    n = config["num_train_timesteps"]
+    if config["trained_betas"] is not None:
+        betas = torch.tensor(config["trained_betas"], dtype=torch.float32)
+    elif config["beta_schedule"] == "linear":
+        betas = torch.linspace(config["beta_start"], config["beta_end"], n, dtype=torch.float32)
+    elif config["beta_schedule"] == "scaled_linear":
+        betas = torch.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, n, dtype=torch.float32) ** 2
+    else:
+        betas = _betas_for_alpha_bar(n)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def _sigma(acp):
+    """VE noise level of a VP alpha_bar: sigma = sqrt((1 - alpha_bar) / alpha_bar)."""
+    return ((1 - acp) / acp) ** 0.5
+
+
+def sigma_to_t(sigma, log_sigmas):
+    """diffusers' `_sigma_to_t`: fractional timestep by linear interpolation in log sigma (numpy or torch inputs)."""
+    log_sigma = np.log(np.maximum(sigma, 1e-10))
+    dists = log_sigma - log_sigmas[:, np.newaxis]
+    low_idx = np.cumsum(dists >= 0, axis=0).argmax(axis=0).clip(max=log_sigmas.shape[0] - 2)
+    high_idx = low_idx + 1
+    low, high = log_sigmas[low_idx], log_sigmas[high_idx]
+    w = np.clip((low - log_sigma) / (low - high), 0, 1)
+    return ((1 - w) * low_idx + w * high_idx).reshape(sigma.shape)
+
+
+def _sigma_to_t_float32(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """`sigma_to_t` as diffusers' KDPM2 schedulers evaluate it on float32 torch tensors (numpy's log, torch's rest)."""
+    log_sigma = torch.tensor(np.log(np.maximum(sigma.numpy(), np.float32(1e-10))))
+    dists = log_sigma - log_sigmas[:, None]
+    low_idx = torch.cumsum(dists >= 0, dim=0).argmax(dim=0).clip(max=log_sigmas.shape[0] - 2)
+    low, high = log_sigmas[low_idx], log_sigmas[low_idx + 1]
+    w = ((low - log_sigma) / (low - high)).clip(0, 1)
+    return ((1 - w) * low_idx + w * (low_idx + 1)).reshape(sigma.shape)
+
+
+def _karras(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> np.ndarray:
+    """Karras et al. 2022 (arXiv:2206.00364), eq. 5:
+    sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho."""
+    ramp = np.linspace(0, 1, n)
+    min_inv_rho, max_inv_rho = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
+
+
+def _exponential(sigma_min: float, sigma_max: float, n: int) -> np.ndarray:
+    return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n))
+
+
+def _respace(config: dict, sigmas: np.ndarray, n: int) -> np.ndarray | None:
+    """Karras / exponential levels between the schedule's extremes (sigmas ordered high → low), else None."""
+    lo = config.get("sigma_min") if config.get("sigma_min") is not None else sigmas[-1].item()
+    hi = config.get("sigma_max") if config.get("sigma_max") is not None else sigmas[0].item()
+    if config.get("use_karras_sigmas"):
+        return _karras(lo, hi, n)
+    if config.get("use_exponential_sigmas"):
+        return _exponential(lo, hi, n)
+    return None
+
+
+def _spaced(config: dict, n: int, dtype) -> np.ndarray:
+    """N timesteps, high → low: 'linspace', 'leading' (+ steps_offset) or 'trailing' (Lin et al. 2023, table 2)."""
+    T, spacing = config["num_train_timesteps"], config["timestep_spacing"]
+    if spacing == "linspace":
+        if dtype == np.int64:
+            return np.linspace(0, T - 1, n).round()[::-1].copy().astype(np.int64)
+        return np.linspace(0, T - 1, n, dtype=dtype)[::-1].copy()
+    if spacing == "leading":
+        ts = (np.arange(0, n) * (T // n)).round()[::-1].copy().astype(dtype)
+        return ts + np.asarray(config["steps_offset"]).astype(dtype)
+    return np.arange(T, 0, -T / n).round().astype(dtype) - np.asarray(1).astype(dtype)
+
+
+def _spaced_multistep(config: dict, n: int, last: int) -> np.ndarray:
+    """The N timesteps of the multistep solvers: N+1 points, dropping t=0 (int64)."""
+    T, spacing = config["num_train_timesteps"], config["timestep_spacing"]
+    if spacing == "linspace":
+        return np.linspace(0, last - 1, n + 1).round()[::-1][:-1].copy().astype(np.int64)
+    if spacing == "leading":
+        ts = (np.arange(0, n + 1) * (last // (n + 1))).round()[::-1][:-1].copy().astype(np.int64)
+        return ts + config["steps_offset"]
+    return np.arange(last, 0, -T / n).round().copy().astype(np.int64) - 1
+
+
+# --- one builder per diffusers scheduler: (config, alphas_cumprod, N) → Plan fields --------------------------------
+
+def _with_final(sigmas: np.ndarray, final) -> torch.Tensor:
+    """float32 levels with the final level appended, as diffusers concatenates and casts them."""
+    return torch.from_numpy(np.concatenate([sigmas, [float(final)]]).astype(np.float32))
+
+
+def _vp(sigmas, timesteps, options=None, calls=None, step_calls=None):
+    return dict(sigmas=sigmas, timesteps=timesteps, call_sigmas=sigmas[:len(timesteps)] if calls is None else calls,
+                step_calls=tuple(range(len(timesteps))) if step_calls is None else step_calls, space="vp", order=1,
+                init_noise_sigma=1.0, options=options or {})
+
+
+def _final_alpha(config, acp):
+    return torch.tensor(1.0) if config["set_alpha_to_one"] else acp[0]
+
+
+def _ddim(config, acp, n, ddpm=False):
+    """DDIM (Song et al. 2021): each step lands on t - T//N (diffusers' integer prev_timestep), which is the next
+    timestep only under 'leading' spacing; below 0 it lands on the final alpha_bar (acp[0] unless set_alpha_to_one).
+    DDPM (Ho et al. 2020) lands on the next timestep, and on alpha_bar = 1 (sigma = 0) after the last."""
+    T = config["num_train_timesteps"]
+    if n > T:
+        raise InvalidArgument(f"num_inference_steps={n} exceeds num_train_timesteps={T}")
+    ts = _spaced(config, n, np.int64)
+    levels = _sigma(acp[torch.from_numpy(ts)])
+    if ddpm:
+        return _vp(torch.cat([levels, torch.zeros(1)]), torch.from_numpy(ts), {"eta": 1.0})
+    final = _final_alpha(config, acp)
+    landings = torch.stack([_sigma(acp[int(t)] if t >= 0 else final) for t in ts - T // n])
+    return _vp(torch.cat([levels, landings[-1:]]), torch.from_numpy(ts), {"sigmas_next": landings})
+
+
+def plms_layout(calls, ratio: int, acp, final, combine_v=False) -> dict:
+    """PNDM with skip_prk_steps (Liu et al. 2022) as diffusers steps through its model-call timesteps `calls`:
+    the first step is a Heun-like pair of calls (an Euler predictor to t - ratio, a model call at calls[1], then a
+    redo from the first sample, read at calls[1] + ratio, with the averaged eps); every later call makes one
+    Adams-Bashforth step to t - ratio. Levels are read off the VP latents at each call's timestep."""
+    def level(t):
+        return _sigma(acp[int(t)] if t >= 0 else final)
+    m = len(calls)
+    heun = m >= 2
+    step_ts = [calls[0], *calls[2:]] if heun else [calls[0]]
+    landings = [level(calls[1])] + [level(t - ratio) for t in calls[2:]] if heun else [level(calls[0] - ratio)]
+    options = {"sigmas_next": torch.stack(landings), "heun_start": heun, "sigma_predict": level(calls[0] - ratio),
+               "sigma_restart": level(calls[1] + ratio) if heun else None, "combine_v": combine_v,
+               "step_ratio": ratio, "final": final}
+    return _vp(torch.stack([level(t) for t in step_ts] + landings[-1:]), torch.as_tensor(calls),
+               options, calls=torch.stack([level(t) for t in calls]), step_calls=(1, *range(2, m)) if heun else (0,))
+
+
+def _pndm(config, acp, n):
+    T, spacing = config["num_train_timesteps"], config["timestep_spacing"]
+    if spacing == "linspace":
+        ts = np.linspace(0, T - 1, n).round().astype(np.int64)
+    elif spacing == "leading":
+        ts = (np.arange(0, n) * (T // n)).round() + config["steps_offset"]
+    else:
+        ts = np.round(np.arange(T, 0, -T / n))[::-1].astype(np.int64) - 1
+    calls = np.concatenate([ts[:-1], ts[-2:-1], ts[-1:]])[::-1].astype(np.int64)
+    return plms_layout(calls, T // n, acp, _final_alpha(config, acp), config["prediction_type"] == "v_prediction")
+
+
+def _discrete(config, acp, n, dtype=np.float32):
+    """The k-diffusion style schedules: spaced timesteps, sigmas interpolated from the training table (or Karras /
+    exponential levels with timesteps interpolated back in log sigma). Returns (timesteps, sigmas, log_sigmas)."""
+    ts = _spaced(config, n, dtype)
+    train = _sigma(acp).numpy()
+    log_sigmas = np.log(train)
+    if config.get("interpolation_type") == "log_linear":
+        sigmas = torch.linspace(np.log(train[-1]), np.log(train[0]), n + 1).exp().numpy()
+    else:
+        sigmas = np.interp(ts, np.arange(0, len(train)), train)
+    respaced = _respace(config, sigmas, n)
+    if respaced is not None:
+        sigmas = respaced
+        ts = np.array([sigma_to_t(s, log_sigmas) for s in sigmas])
+    return ts, sigmas, log_sigmas
+
+
+def _ve(config, sigmas, timesteps, calls, order=1, options=None):
+    n = len(sigmas) - 1
+    top = sigmas.max()
+    init = top if config["timestep_spacing"] in ("linspace", "trailing") else (top ** 2 + 1) ** 0.5
+    step_calls = tuple(range(n)) if order == 1 else (*range(1, 2 * n - 2, 2), 2 * n - 2)
+    return dict(sigmas=sigmas, timesteps=timesteps, call_sigmas=calls, step_calls=step_calls, space="ve",
+                order=order, init_noise_sigma=init.item(), options=options or {})
+
+
+def _euler(config, acp, n):
+    ts, sigmas, _ = _discrete(config, acp, n)
+    sigmas = _with_final(sigmas, _sigma(acp[0]) if config.get("final_sigmas_type") == "sigma_min" else 0.0)
+    return _ve(config, sigmas[:n + 1], torch.from_numpy(ts.astype(np.float32)), sigmas[:n])  # log_linear: n + 2
+
+
+def _lms(config, acp, n):
+    ts, sigmas, _ = _discrete(config, acp, n)
+    sigmas = _with_final(sigmas, 0.0)
+    return _ve(config, sigmas, torch.from_numpy(ts).to(torch.float32), sigmas[:n])
+
+
+def _heun(config, acp, n):
+    """Heun's 2nd-order method (Karras et al. 2022, alg. 1): calls at t_0, then t_k twice (corrector, predictor)."""
+    ts, sigmas, _ = _discrete(config, acp, n)
+    sigmas, ts = _with_final(sigmas, 0.0), torch.from_numpy(ts)
+    timesteps = torch.cat([ts[:1], ts[1:].repeat_interleave(2)]).to(torch.float32)
+    return _ve(config, sigmas, timesteps, torch.cat([sigmas[:1], sigmas[1:-1].repeat_interleave(2)]), order=2)
+
+
+def _interleave(first, pairs_a, pairs_b):
+    return torch.cat([first, torch.stack((pairs_a, pairs_b), dim=-1).flatten()])
+
+
+def _kdpm2(config, acp, n, ancestral=False):
+    """DPM-Solver-2 (Lu et al. 2022; Karras et al. 2022's 'DPM2'): calls at t_0, then (midpoint, t_k) pairs; the
+    midpoint is the geometric mean of the level and the next (ancestral: of the level and sigma_down)."""
+    ts, sigmas, log_sigmas = _discrete(config, acp, n)
+    ts = torch.from_numpy(ts.round() if config["use_karras_sigmas"] else ts)
+    sigmas, options = _with_final(sigmas, 0.0), {}
+    if ancestral:
+        nxt = sigmas.roll(-1)
+        nxt[-1] = 0.0
+        up = (nxt ** 2 * (sigmas ** 2 - nxt ** 2) / sigmas ** 2) ** 0.5
+        down = (nxt ** 2 - up ** 2) ** 0.5
+        down[-1] = 0.0
+        mids = sigmas.log().lerp(down.log(), 0.5).exp()
+        mids[-2:] = 0.0
+        options = {"sigmas_mid": mids[:n], "sigmas_up": up[:n], "sigmas_down": down[:n]}
+        mids = mids[:-1]  # mids[k] is step k's midpoint
+    else:
+        mids = sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp()[1:]  # geometric mean of sigma_k and sigma_k+1
+        options = {"sigmas_mid": mids}
+    t_mid = torch.stack([_sigma_to_t_float32(s, torch.from_numpy(log_sigmas)) for s in mids[:n - 1]] or [ts[:0]])
+    timesteps = _interleave(ts[:1], t_mid.reshape(-1).to(ts.dtype), ts[1:])
+    return _ve(config, sigmas, timesteps, _interleave(sigmas[:1], mids[:n - 1], sigmas[1:-1]), order=2, options=options)
+
+
+def sde_midpoint(sigma, sigma_next):
+    """The level half way between two in t = -log(sigma), computed as diffusers' DPMSolverSDEScheduler.step does."""
+    t, t_next = sigma.log().neg(), sigma_next.log().neg()
+    return (t + (t_next - t) * 0.5).neg().exp()
+
+
+def _dpm_sde(config, acp, n):
+    ts, sigmas, log_sigmas = _discrete(config, acp, n, dtype=float)
+    t = -np.log(sigmas)
+    t_mid = torch.from_numpy(np.array([sigma_to_t(s, log_sigmas) for s in np.exp(-(t[:-1] + np.diff(t) * 0.5))]))
+    sigmas, ts = _with_final(sigmas, 0.0), torch.from_numpy(ts)
+    mids = torch.stack([sde_midpoint(sigmas[k], sigmas[k + 1]) for k in range(n - 1)] or [sigmas[:0]]).reshape(-1)
+    return _ve(config, sigmas, _interleave(ts[:1], t_mid.reshape(-1), ts[1:]),
+               _interleave(sigmas[:1], mids, sigmas[1:-1]), order=2)
+
+
+def _multistep_sigmas(config, acp, n, last_timestep, round_respaced, final):
+    """Timesteps and levels of the multistep solvers (DPM-Solver, DEIS, UniPC) ending on `final`; 'repeat' repeats
+    the last Karras / exponential level (DEIS, and UniPC's final_sigmas_type 'sigma_min')."""
+    ts = _spaced_multistep(config, n, last_timestep)
+    train = _sigma(acp).numpy()
+    log_sigmas = np.log(train)
+    if config.get("use_lu_lambdas"):
+        lambdas = np.flip(log_sigmas.copy())
+        sigmas = np.exp(_karras(lambdas[-1].item(), lambdas[0].item(), n, rho=1.0))
+    else:
+        sigmas = _respace(config, np.flip(train).copy(), n)
+    if sigmas is None:
+        sigmas = np.interp(ts, np.arange(0, len(train)), train)
+    else:
+        ts = np.array([sigma_to_t(s, log_sigmas) for s in sigmas])
+        if round_respaced and (config.get("use_karras_sigmas") or config.get("use_lu_lambdas")):
+            ts = ts.round()
+        final = sigmas[-1] if isinstance(final, str) else final
+    return _with_final(sigmas, final), torch.from_numpy(ts).to(torch.int64)
+
+
+def _final(config, acp):
+    return _sigma(acp[0]) if config["final_sigmas_type"] == "sigma_min" else 0.0
+
+
+def _capped_orders(n, solver_order, final_first, second_capped):
+    return tuple(1 if solver_order == 1 or (j == n - 1 and final_first) else
+                 2 if solver_order == 2 or (j == n - 2 and second_capped) else 3 for j in range(n))
+
+
+def _lambda_clip(config, acp) -> int:
+    lambdas = torch.log(acp.sqrt()) - torch.log((1 - acp).sqrt())
+    return torch.searchsorted(torch.flip(lambdas, [0]), config["lambda_min_clipped"]).item()
+
+
+def _dpmsolver_multistep(config, acp, n):
+    last = config["num_train_timesteps"] - _lambda_clip(config, acp)
+    round_ = config["beta_schedule"] != "squaredcos_cap_v2"
+    sigmas, ts = _multistep_sigmas(config, acp, n, last, round_, _final(config, acp))
+    m, lof = len(ts), config["lower_order_final"]
+    orders = _capped_orders(m, config["solver_order"], config["euler_at_final"] or (lof and m < 15)
+                            or config["final_sigmas_type"] == "zero", lof and m < 15)
+    return _vp(sigmas, ts, {"orders": orders, "solver_type": config["solver_type"],
+                            "sde": config["algorithm_type"] == "sde-dpmsolver++"})
+
+
+def _singlestep_orders(n, order, lower_order_final, final_zero):
+    """diffusers' order list: groups 1, 2[, 3]; lower_order_final is forced on by a final sigma of 0 or an uneven N."""
+    if not (lower_order_final or n % order != 0 or final_zero):
+        orders = [1, 2, 3][:order] * (n // order)
+    elif order == 3:
+        orders = [1, 2, 3] * (n // 3 - 1) + [1, 2] + [1] if n % 3 == 0 else \
+            [1, 2, 3] * (n // 3) + ([1] if n % 3 == 1 else [1, 2])
+    elif order == 2:
+        orders = [1, 2] * (n // 2 - 1) + [1, 1] if n % 2 == 0 else [1, 2] * (n // 2) + [1]
+    else:
+        orders = [1] * n
+    return tuple(orders[:-1] + [1]) if final_zero else tuple(orders)
+
+
+def _dpmsolver_singlestep(config, acp, n):
+    T = config["num_train_timesteps"]
+    ts = np.linspace(0, T - 1 - _lambda_clip(config, acp), n + 1).round()[::-1][:-1].copy().astype(np.int64)
+    train = _sigma(acp).numpy()
+    log_sigmas = np.log(train)
+    sigmas = _respace(config, np.flip(train).copy(), n)
+    if sigmas is None:
+        sigmas = np.interp(ts, np.arange(0, len(train)), train)
+    else:
+        ts = np.array([sigma_to_t(s, log_sigmas) for s in sigmas])
+        ts = ts.round() if config["use_karras_sigmas"] else ts
+    final_zero = config["final_sigmas_type"] == "zero"
+    orders = _singlestep_orders(n, config["solver_order"], config["lower_order_final"], final_zero)
+    return _vp(_with_final(sigmas, _final(config, acp)), torch.from_numpy(ts).to(torch.int64),
+               {"orders": orders, "solver_type": config["solver_type"],
+                "sde": config["algorithm_type"] == "sde-dpmsolver++"})
+
+
+def _deis(config, acp, n):
+    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"]
+    sigmas, ts = _multistep_sigmas(config, acp, n, config["num_train_timesteps"], True,
+                                   "repeat" if respaced else _sigma(acp[0]))
+    m, lof = len(ts), config["lower_order_final"] and len(ts) < 15
+    return _vp(sigmas, ts, {"orders": _capped_orders(m, config["solver_order"], lof, lof)})
+
+
+def _unipc(config, acp, n):
+    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"]
+    final = "repeat" if respaced and config["final_sigmas_type"] == "sigma_min" else _final(config, acp)
+    sigmas, ts = _multistep_sigmas(config, acp, n, config["num_train_timesteps"], True, final)
+    m, order = len(ts), config["solver_order"]
+    orders = tuple(min(order, m - j) if config["lower_order_final"] else order for j in range(m))
+    correct = tuple(j - 1 not in config["disable_corrector"] for j in range(m))
+    return _vp(sigmas, ts, {"orders": orders, "correct": correct, "solver_type": config["solver_type"]})
+
+
+_BUILDERS = {
+    "DDIMScheduler": _ddim, "DDPMScheduler": partial(_ddim, ddpm=True), "PNDMScheduler": _pndm,
+    "LMSDiscreteScheduler": _lms, "EulerDiscreteScheduler": _euler, "EulerAncestralDiscreteScheduler": _euler,
+    "HeunDiscreteScheduler": _heun, "KDPM2DiscreteScheduler": _kdpm2,
+    "KDPM2AncestralDiscreteScheduler": partial(_kdpm2, ancestral=True), "DPMSolverSDEScheduler": _dpm_sde,
+    "DPMSolverMultistepScheduler": _dpmsolver_multistep, "DPMSolverSinglestepScheduler": _dpmsolver_singlestep,
+    "DEISMultistepScheduler": _deis, "UniPCMultistepScheduler": _unipc,
+}
+_PER_STEP = ("sigmas_next", "sigmas_mid", "sigmas_up", "sigmas_down", "orders", "correct")
+
+
+def plan(scheduler_config: dict, sampler: str | None, num_inference_steps: int, **overrides: Any) -> Plan:
+    """The schedule diffusers' `Class.from_config(scheduler_config, **overrides).set_timesteps(num_inference_steps)`
+    would build. `sampler`: a short name (see SAMPLERS), a diffusers class name, or None for the config's own
+    `_class_name`. Overrides: any config key of that class (timestep_spacing, use_karras_sigmas, solver_order …) and
+    `eta` (DDIM only). Unknown names and unsupported values raise InvalidArgument."""
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise InvalidArgument(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+    name, cls, config, eta = resolve(scheduler_config, sampler, overrides)
+    acp = alphas_cumprod(config)
+    return Plan(name=name, scheduler=cls, config=config, num_inference_steps=num_inference_steps, eta=eta,
+                alphas_cumprod=acp, **_BUILDERS[cls](config, acp, num_inference_steps))
+
+
+def start_at(plan: Plan, strength: float) -> Plan:
+    """The last int(N * strength) steps, as diffusers' img2img `get_timesteps` + `set_begin_index` keep them.
+    The returned plan takes already-noised latents (`add_noise`), so its init_noise_sigma is 1."""
+    if not 0.0 <= strength <= 1.0:
+        raise InvalidArgument(f"strength must be between 0 and 1, got {strength!r}")
+    n = plan.num_inference_steps
+    skip = max(n - min(int(n * strength), n), 0)
+    if plan.scheduler == "PNDMScheduler" and skip < len(plan.timesteps):  # it restarts on the sliced timesteps
+        o = plan.options
+        fields = plms_layout(plan.timesteps[skip:].numpy(), o["step_ratio"], plan.alphas_cumprod, o["final"],
+                             o["combine_v"])
+    else:
+        first = skip * plan.order
+        fields = dict(sigmas=plan.sigmas[skip:], timesteps=plan.timesteps[first:],
+                      call_sigmas=plan.call_sigmas[first:], step_calls=tuple(i - first for i in plan.step_calls[skip:]),
+                      options={k: v[skip:] if k in _PER_STEP else v for k, v in plan.options.items()})
+        if plan.name == "lms":  # diffusers' LMS keeps counting its order from the schedule's start
+            fields["options"]["sigmas_before"] = plan.sigmas[max(skip - 3, 0):skip]
+    return replace(plan, **{**fields, "num_inference_steps": n - skip, "init_noise_sigma": 1.0})
+
+
+def add_noise(plan: Plan, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Clean latents x0 (B, C, H, W) noised to the plan's first step, in diffusers' latent space (what `run` takes
+    with a `start_at` plan): sqrt(a) x0 + sqrt(1 - a) noise for DDIM/DDPM/PNDM, alpha x0 + sigma noise for the
+    DPM-Solver family, x0 + sigma noise for the Euler family. A plan with no steps returns x0."""
+    if len(plan.timesteps) == 0:
+        return x0
+    if plan.scheduler in ("DDIMScheduler", "DDPMScheduler", "PNDMScheduler"):
+        a = plan.alphas_cumprod.to(device=x0.device, dtype=x0.dtype)[plan.timesteps[0]]
+        return a ** 0.5 * x0 + (1 - a) ** 0.5 * noise
+    sigma = plan.call_sigmas[0].to(device=x0.device, dtype=x0.dtype)
+    if plan.space == "ve":
+        return x0 + noise * sigma
+    alpha = 1 / (sigma ** 2 + 1) ** 0.5
+    return alpha * x0 + sigma * alpha * noise
