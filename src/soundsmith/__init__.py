@@ -1,0 +1,22 @@
+"""soundsmith: text-to-audio with the AudioLDM family, exact to diffusers and faster.
+
+    import soundsmith
+    pipe = soundsmith.load("audioldm-s-full-v2")        # or a hub id, or a local diffusers folder
+    out = pipe("a dog barking in the rain", audio_length_in_s=5.0, seed=0)
+    soundsmith.save("dog.wav", out.audios[0], out.sample_rate)
+"""
+
+from .errors import AudioFileError, CheckpointError, InvalidArgument, ModelNotFound, SoundsmithError
+from .pipelines import AudioLDM, AudioLDM2, AudioOutput, MusicLDM, Pipeline, load
+
+__version__ = "0.1.0"
+
+__all__ = ["AudioLDM", "AudioLDM2", "AudioFileError", "MusicLDM", "AudioOutput", "CheckpointError", "InvalidArgument", "ModelNotFound",
+           "Pipeline", "SoundsmithError", "load", "save"]
+
+
+def save(path, waveform, sample_rate: int, metadata: dict | None = None):
+    """Write a waveform (samples,) to WAV (16-bit) or FLAC, atomically, with optional metadata. See audio.write."""
+    from .audio import write
+
+    return write(path, waveform, sample_rate, metadata)

@@ -1,0 +1,273 @@
+"""From a model name, hub id or folder to loaded components.
+
+- `MODELS`: the published checkpoints of the family, by short name.
+- `resolve()`: name / hub id / folder → local folder in the diffusers layout (downloading only the files a pipeline
+  needs, through huggingface_hub's cache, which honours HF_HOME and HF_HUB_OFFLINE).
+- `read_index()`, `load_state_dict()`, `load_module()`, `load_transformers()`: strict, clear-failing loading of the
+  pieces named in `model_index.json`.
+"""
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, ModelNotFound
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    repo: str
+    family: str
+    about: str
+    licence: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "audioldm-s-full": ModelSpec("cvssp/audioldm-s-full", "AudioLDM", "AudioLDM S, 185M UNet", "CC-BY-NC-SA-4.0"),
+    "audioldm-s-full-v2": ModelSpec("cvssp/audioldm-s-full-v2", "AudioLDM", "AudioLDM S v2, 185M UNet",
+                                    "CC-BY-NC-SA-4.0"),
+    "audioldm-m-full": ModelSpec("cvssp/audioldm-m-full", "AudioLDM", "AudioLDM M, 416M UNet", "CC-BY-NC-SA-4.0"),
+    "audioldm-l-full": ModelSpec("cvssp/audioldm-l-full", "AudioLDM", "AudioLDM L, 739M UNet", "CC-BY-NC-SA-4.0"),
+    "audioldm2": ModelSpec("cvssp/audioldm2", "AudioLDM 2", "text-to-audio, 350M UNet", "CC-BY-NC-SA-4.0"),
+    "audioldm2-large": ModelSpec("cvssp/audioldm2-large", "AudioLDM 2", "text-to-audio, 750M UNet",
+                                 "CC-BY-NC-SA-4.0"),
+    "audioldm2-music": ModelSpec("cvssp/audioldm2-music", "AudioLDM 2", "text-to-music, 350M UNet",
+                                 "CC-BY-NC-SA-4.0"),
+    "audioldm2-gigaspeech": ModelSpec("anhnct/audioldm2_gigaspeech", "AudioLDM 2", "text-to-speech (GigaSpeech)",
+                                      "CC-BY-NC-SA-4.0"),
+    "audioldm2-ljspeech": ModelSpec("anhnct/audioldm2_ljspeech", "AudioLDM 2", "text-to-speech (LJSpeech)",
+                                    "CC-BY-NC-SA-4.0"),
+    "musicldm": ModelSpec("ucsd-reach/musicldm", "MusicLDM", "text-to-music, 185M UNet", "CC-BY-NC-SA-4.0"),
+}
+
+# what a pipeline folder may contain that we need; everything else on the hub repo (fp16 copies, onnx, flax,
+# original .ckpt files) is not downloaded
+_NEEDED_SUFFIXES = (".json", ".txt", ".model", ".safetensors", ".bin")
+
+
+def files_to_fetch(repo_files: list[str]) -> list[str]:
+    """Choose the files of a diffusers pipeline repo to download: configs, tokenizer files and one weights format
+    per component (safetensors when present, else .bin), no fp16/onnx/flax variants."""
+    chosen = []
+    by_folder: dict[str, list[str]] = {}
+    for f in repo_files:
+        folder = f.rsplit("/", 1)[0] if "/" in f else ""
+        if not f.endswith(_NEEDED_SUFFIXES) or any(v in f for v in (".fp16.", ".onnx", "flax_", ".msgpack")):
+            continue
+        by_folder.setdefault(folder, []).append(f)
+    for folder, files in by_folder.items():
+        has_safetensors = any(f.endswith(".safetensors") for f in files)
+        for f in files:
+            if f.endswith(".bin") and has_safetensors:
+                continue
+            if folder == "" and not f.endswith(".json"):
+                continue  # top-level checkpoints of the original repos (e.g. *.ckpt mirrors) are not needed
+            chosen.append(f)
+    return sorted(chosen)
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve(name_or_path: str) -> Path:
+    """A short name (`audioldm2`), a hub id (`cvssp/audioldm2`) or a local folder → the local folder.
+
+    Raises ModelNotFound with one line saying what was tried and how to get the model."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelNotFound(f"{name!r} is a file, not a model folder (give a folder in the diffusers layout, "
+                            f"a hub id, or one of: {', '.join(MODELS)})")
+    if name in MODELS:
+        return _download(MODELS[name].repo, name)
+    if _HUB_ID.match(name):
+        return _download(name, name, also=f"there is no folder {name!r} here, and ")
+    if "/" in name or os.sep in name or name.startswith((".", "~")):
+        raise ModelNotFound(f"model folder {name!r} does not exist (give a folder in the diffusers layout, "
+                            f"a hub id, or one of: {', '.join(MODELS)})")
+    raise ModelNotFound(f"unknown model {name!r}.{_suggest(name)} Known names: {', '.join(MODELS)}; "
+                        f"a hub id (owner/name) or a local folder also works")
+
+
+def _download(repo: str, name: str, also: str = "") -> Path:
+    from huggingface_hub import HfApi, constants, snapshot_download
+
+    hint = f"run `soundsmith download {name}` where the hub is reachable, or pass a local folder with -m"
+    try:
+        return Path(snapshot_download(repo, local_files_only=True))
+    except Exception:  # not cached (or cached incompletely): fall through to the hub
+        pass
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFound(f"{also}model {name!r} ({repo}) is not in the local cache {constants.HF_HUB_CACHE} "
+                            f"and HF_HUB_OFFLINE is set: {hint}")
+    try:
+        files = files_to_fetch(HfApi().list_repo_files(repo))
+        return Path(snapshot_download(repo, allow_patterns=files))
+    except Exception as exc:  # network down, repository missing or gated
+        raise ModelNotFound(f"{also}model {name!r} ({repo}) is not cached and could not be downloaded "
+                            f"({type(exc).__name__}): {hint}") from None
+
+
+def is_cached(name: str) -> bool:
+    """Whether a known model's snapshot is in the local huggingface cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(MODELS[name].repo, local_files_only=True)
+        return True
+    except Exception:
+        return False
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: the folder is not a complete diffusers checkpoint") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+
+
+def read_index(folder: Path, allowed: tuple[str, ...]) -> dict:
+    """model_index.json of a pipeline folder; its `_class_name` must be one of `allowed`."""
+    index = read_json(folder / "model_index.json")
+    kind = index.get("_class_name")
+    if kind not in allowed:
+        raise CheckpointError(f"{folder} holds a {kind or 'unnamed'} pipeline, not one soundsmith runs "
+                              f"(allowed: {', '.join(allowed)})")
+    return index
+
+
+_LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def rename_legacy_vae_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Old VAE attention names (`…attentions.0.query.weight`, 1×1-conv shaped) → `to_q/to_k/to_v/to_out.0`."""
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if "attentions" in parts and len(parts) >= 2 and parts[-2] in _LEGACY_ATTENTION:
+            parts[-2] = _LEGACY_ATTENTION[parts[-2]]
+            key = ".".join(parts)
+            if value.ndim == 4 and key.endswith("weight"):
+                value = value[:, :, 0, 0]
+        out[key] = value
+    return out
+
+
+def _weight_files(folder: Path, stem: str) -> list[Path]:
+    for suffix in (".safetensors", ".bin"):
+        single = folder / f"{stem}{suffix}"
+        if single.exists():
+            return [single]
+        index = folder / f"{stem}{suffix}.index.json"
+        if index.exists():
+            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+            return [folder / s for s in shards]
+    raise CheckpointError(f"{folder} has no weights ({stem}.safetensors or {stem}.bin)")
+
+
+def load_state_dict(folder: Path, stem: str) -> dict[str, torch.Tensor]:
+    """All tensors of a component folder (safetensors or .bin, single or sharded), on CPU."""
+    state = {}
+    for file in _weight_files(folder, stem):
+        try:
+            if file.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state.update(load_file(file))
+            else:
+                state.update(torch.load(file, map_location="cpu", weights_only=True))
+        except FileNotFoundError:
+            raise CheckpointError(f"weights file {file} is missing (listed in the shard index)") from None
+        except Exception as exc:
+            raise CheckpointError(f"weights file {file} is truncated or corrupted "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); download it again") from None
+    return state
+
+
+def _key_report(missing, unexpected) -> str:
+    def show(keys):
+        keys = sorted(keys)
+        return ", ".join(keys[:5]) + (f" … ({len(keys)} in all)" if len(keys) > 5 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {show(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {show(unexpected)}")
+    return "; ".join(parts)
+
+
+def load_module(module_cls, config, folder: Path, stem: str, dtype: torch.dtype, device,
+                fix_keys=None) -> torch.nn.Module:
+    """Build one of our modules on the meta device from `config`, then fill it with the folder's weights, strictly."""
+    state = load_state_dict(folder, stem)
+    if fix_keys is not None:
+        state = fix_keys(state)
+    with torch.device("meta"):
+        module = module_cls(config)
+    expected = set(module.state_dict())
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        raise CheckpointError(f"{folder} does not match its config: {_key_report(missing, unexpected)}")
+    for key, tensor in state.items():
+        want = module.state_dict()[key].shape
+        if tensor.shape != want:
+            raise CheckpointError(f"{folder}: {key} has shape {tuple(tensor.shape)}, the config implies {tuple(want)}")
+    module.load_state_dict(state, strict=True, assign=True)
+    return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+# transformers classes a pipeline folder may name; anything else is refused rather than imported by name
+TRANSFORMERS_CLASSES = {
+    "ClapTextModelWithProjection", "ClapModel", "T5EncoderModel", "GPT2Model", "GPT2LMHeadModel", "VitsModel",
+    "RobertaTokenizer", "RobertaTokenizerFast", "T5Tokenizer", "T5TokenizerFast", "VitsTokenizer",
+    "ClapFeatureExtractor",
+}
+
+
+def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None = None, device=None):
+    """A transformers model, tokenizer or feature extractor saved in `folder`; models load strictly (a missing
+    weight is an error, not a random initialisation)."""
+    import transformers
+
+    if class_name not in TRANSFORMERS_CLASSES:
+        raise CheckpointError(f"{folder}: component class {class_name!r} is not supported "
+                              f"(allowed: {', '.join(sorted(TRANSFORMERS_CLASSES))})")
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is missing: the checkpoint has no {folder.name} component")
+    cls = getattr(transformers, class_name)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        if not class_name.endswith(("Model", "WithProjection", "LMHeadModel")):
+            return cls.from_pretrained(folder)
+        _weight_files(folder, "model")  # a clear error before transformers' own when no weights exist
+        model, info = cls.from_pretrained(folder, dtype=dtype, output_loading_info=True)
+    except (CheckpointError, ModelNotFound):
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise CheckpointError(f"{folder} could not be loaded as {class_name} "
+                              f"({type(exc).__name__}: {first}); the files may be truncated or corrupted") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
+    mismatched = info.get("mismatched_keys", [])
+    if missing or mismatched:
+        detail = _key_report(missing, []) or f"mismatched shapes: {mismatched[:3]}"
+        raise CheckpointError(f"{folder} does not match {class_name}: {detail}")
+    return model.to(device).eval().requires_grad_(False)

@@ -1,0 +1,58 @@
+"""One pipeline class per family; `load()` picks it from the folder's model_index.json."""
+
+import torch
+
+from .. import checkpoints
+from ..errors import InvalidArgument
+from .audioldm import AudioLDM, MusicLDM
+from .audioldm2 import AudioLDM2
+from .base import AudioOutput, Pipeline
+
+PIPELINES: dict[str, type[Pipeline]] = {cls.pipeline_class: cls for cls in (AudioLDM, AudioLDM2, MusicLDM)}
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(device) -> torch.device:
+    """None / "auto" → cuda, else mps, else cpu."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidArgument(f"device={device!r} is not a device (allowed: auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument(f"device={str(device)!r} is not available here: torch sees no CUDA GPU (use cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgument(f"device={str(device)!r} is not available here (use cpu)")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InvalidArgument(f"device={str(device)!r} is not supported (allowed: auto, cpu, cuda, cuda:N, mps)")
+    return device
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise InvalidArgument(f"dtype={dtype!r} is not allowed (allowed: float32, bfloat16, float16)")
+
+
+def load(name_or_path, device=None, dtype=None) -> Pipeline:
+    """A model name (`audioldm-s-full-v2`, `audioldm2`, `musicldm`, …), hub id or local diffusers folder → its
+    pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32)."""
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    folder = checkpoints.resolve(name_or_path)
+    index = checkpoints.read_index(folder, tuple(PIPELINES))
+    cls = PIPELINES[index["_class_name"]]
+    return cls.from_folder(folder, index, name=str(name_or_path), device=device, dtype=dtype)
+
+
+__all__ = ["AudioLDM", "AudioLDM2", "MusicLDM", "AudioOutput", "PIPELINES", "Pipeline", "load", "resolve_device", "resolve_dtype"]

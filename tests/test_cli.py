@@ -1,0 +1,167 @@
+"""The `soundsmith` command: files, metadata that reproduces the sound, candidates, prompt lists, speech."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from soundsmith.audio import read_metadata
+from soundsmith.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_generate_writes_16_bit_wav_with_reproducible_metadata(capsys, tiny_audioldm, tmp_path):
+    out = tmp_path / "dog.wav"
+    code, stdout, stderr = run(capsys, "generate", "a dog barking", "-m", tiny_audioldm, "--steps", "3", "-o", out)
+    assert code == 0
+    assert stdout.strip() == str(out)
+    assert "100%" in stderr  # the progress bar went to stderr
+    info = soundfile.info(out)
+    assert info.subtype == "PCM_16" and info.samplerate == 16000 and info.frames == 256
+    meta = read_metadata(out)
+    assert meta["prompt"] == "a dog barking" and meta["model"] == str(tiny_audioldm)
+    assert meta["steps"] == 3 and meta["guidance"] == 2.5 and meta["sampler"] == "default"
+    assert isinstance(meta["seed"], int)
+
+    again = tmp_path / "again.wav"
+    assert run(capsys, "generate", meta["prompt"], "-m", meta["model"], "--steps", meta["steps"], "--guidance",
+               meta["guidance"], "--seed", meta["seed"], "-o", again)[0] == 0
+    assert np.array_equal(soundfile.read(out)[0], soundfile.read(again)[0])
+
+
+def test_generate_writes_flac_by_extension(capsys, tiny_audioldm, tmp_path):
+    out = tmp_path / "dog.flac"
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "--steps", "1", "--seed", "4", "-o", out)[0] == 0
+    assert soundfile.info(out).format == "FLAC"
+    assert read_metadata(out)["seed"] == 4
+
+
+def test_default_output_name_comes_from_the_prompt_and_never_overwrites(capsys, tiny_audioldm, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_dog_barking.wav").write_bytes(b"keep me")
+    code, stdout, _ = run(capsys, "generate", "A dog, barking!", "-m", tiny_audioldm, "--steps", "1")
+    assert code == 0 and stdout.strip() == "a_dog_barking-2.wav"
+    assert (tmp_path / "a_dog_barking.wav").read_bytes() == b"keep me"
+
+
+def test_force_overwrites(capsys, tiny_audioldm, tmp_path):
+    out = tmp_path / "x.wav"
+    out.write_bytes(b"old")
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "--steps", "1", "-o", out, "--force")[0] == 0
+    assert soundfile.info(out).frames == 256
+
+
+def test_candidates_are_ranked_and_numbered_best_first(capsys, tiny_musicldm, tmp_path):
+    out = tmp_path / "music.wav"
+    code, stdout, _ = run(capsys, "generate", "a slow piano melody", "-m", tiny_musicldm, "--steps", "2", "-n", "3",
+                          "-o", out)
+    assert code == 0
+    paths = stdout.split()
+    assert paths == [str(tmp_path / f"music_{i}.wav") for i in (1, 2, 3)]
+    scores = [read_metadata(p)["clap_score"] for p in paths]
+    assert scores == sorted(scores, reverse=True)
+    assert [read_metadata(p)["candidate"] for p in paths] == [1, 2, 3]
+
+
+def test_prompt_list_text_file_names_outputs(capsys, tiny_audioldm, tmp_path):
+    listing = tmp_path / "batch.lst"
+    listing.write_text("# sounds for level 1\na dog barking|dog\n\nrain on a tin roof\n")
+    code, stdout, _ = run(capsys, "generate", "--prompts", listing, "-m", tiny_audioldm, "--steps", "1",
+                          "-o", tmp_path / "out")
+    assert code == 0
+    assert stdout.split() == [str(tmp_path / "out" / "dog.wav"), str(tmp_path / "out" / "rain_on_a_tin_roof.wav")]
+
+
+def test_prompt_list_json_lines_carry_per_item_settings(capsys, tiny_audioldm, tmp_path):
+    listing = tmp_path / "jobs.jsonl"
+    listing.write_text(
+        json.dumps({"prompt": "a dog barking", "seed": 7, "duration": 0.032, "name": "dog"}) + "\n"
+        + json.dumps({"prompt": "a cat", "negative_prompt": "noise", "name": "cat"}) + "\n")
+    code, stdout, _ = run(capsys, "generate", "--prompts", listing, "-m", tiny_audioldm, "--steps", "1",
+                          "--format", "flac", "-o", tmp_path / "o")
+    assert code == 0
+    dog, cat = stdout.split()
+    assert soundfile.info(dog).frames == 512 and read_metadata(dog)["seed"] == 7
+    assert read_metadata(cat)["negative_prompt"] == "noise" and cat.endswith("cat.flac")
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ('{"prompt": "ok"}\n{"prompt": "a", "sed": 3}\n', "line 2: unknown key 'sed'"),
+    ('{"prompt": "ok"}\n\n{"prompt": \n', "line 3: not valid JSON"),
+    ('{"prompt": "ok"}\n{"prompt": "", "name": "x"}\n', "line 2: \"prompt\" is missing or empty"),
+    ('{"prompt": "a", "duration": -1}\n', "line 1: duration=-1"),
+    ('{"prompt": "a", "name": "../up"}\n', "line 1: output name '../up'"),
+    ('{"prompt": "a", "seed": "7"}\n', "line 1: seed='7' has the wrong type"),
+    ('{"prompt": "a", "name": "x"}\n{"prompt": "b", "name": "x"}\n', "output name 'x' is used twice"),
+    ("# only comments\n\n", "has no prompts"),
+])
+def test_bad_prompt_file_lines_are_named(capsys, tmp_path, content, fragment):
+    listing = tmp_path / "jobs.jsonl"
+    listing.write_text(content)
+    code, _, stderr = run(capsys, "generate", "--prompts", listing, "-o", tmp_path / "o")
+    assert code == 2 and fragment in stderr and "Traceback" not in stderr, stderr
+
+
+def test_text_list_with_empty_prompt_before_name_is_refused(capsys, tmp_path):
+    listing = tmp_path / "batch.txt"
+    listing.write_text("a dog\n|name\n")
+    code, _, stderr = run(capsys, "generate", "--prompts", listing)
+    assert code == 2 and "line 2: the prompt before '|' is empty" in stderr
+
+
+def test_prompt_and_prompt_file_together_are_refused(capsys, tmp_path):
+    listing = tmp_path / "b.txt"
+    listing.write_text("a\n")
+    code, _, stderr = run(capsys, "generate", "a dog", "--prompts", listing)
+    assert code == 2 and "PROMPT or --prompts" in stderr
+
+
+def test_speech_checkpoint_speaks_the_transcription(capsys, tiny_audioldm2_tts, tmp_path):
+    out = tmp_path / "speech.wav"
+    code, _, _ = run(capsys, "generate", "A man speaking clearly", "--transcription", "hello world", "-m",
+                     tiny_audioldm2_tts, "--steps", "1", "-o", out)
+    assert code == 0 and read_metadata(out)["transcription"] == "hello world"
+
+
+def test_transcription_on_a_model_without_speech_is_refused(capsys, tiny_audioldm, tmp_path):
+    code, _, stderr = run(capsys, "generate", "a man", "--transcription", "hi", "-m", tiny_audioldm,
+                          "-o", tmp_path / "a.wav")
+    assert code == 2 and "--transcription needs an AudioLDM 2 checkpoint" in stderr
+
+
+def test_models_lists_names_and_cache_state(capsys, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    code, stdout, _ = run(capsys, "models")
+    assert code == 0
+    lines = stdout.splitlines()
+    assert any(line.startswith("audioldm2-large ") and "cvssp/audioldm2-large" in line for line in lines)
+    assert any(line.startswith("musicldm ") for line in lines)
+    assert all(" cached " not in line for line in lines)
+
+
+def test_cached_alias_resolves_from_hf_home(capsys, tiny_audioldm, tmp_path, monkeypatch):
+    """An alias finds its snapshot in the huggingface cache (HF_HOME), offline."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    repo = tmp_path / "hub" / "models--cvssp--audioldm-s-full-v2"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_audioldm, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "a.wav"
+    assert run(capsys, "generate", "a dog", "-m", "audioldm-s-full-v2", "--steps", "1", "-o", out)[0] == 0
+    code, stdout, _ = run(capsys, "models")
+    assert any(line.startswith("audioldm-s-full-v2 ") and " cached " in line for line in stdout.splitlines())
