@@ -1,0 +1,188 @@
+"""AudioLDM 2 (Liu et al. 2024): CLAP + Flan-T5 (or VITS phonemes for speech) → projection → GPT-2 generates the
+"language of audio"; the UNet cross-attends to the GPT-2 states and to the T5/VITS states.
+
+prompt ─ CLAP ─► (B, 1, 512) ┐
+prompt ─ T5 ───► (B, L, 1024) ┴─ projection ─► [SOS clap EOS SOS₁ t5 EOS₁] ─ GPT-2 × max_new_tokens ─► (B, 8, 768)
+UNet: encoder_hidden_states = GPT-2 states (unmasked), encoder_hidden_states_1 = T5 states (padding mask).
+"""
+
+from pathlib import Path
+
+import torch
+
+from .. import checkpoints
+from ..errors import CheckpointError, InvalidArgument
+from ..models.conditioning import Projection, clap_text_embeds, gpt2_continue, t5_states, vits_states
+from .base import (Pipeline, check_call, check_duration, check_negative, check_positive_int, check_prompt, guided,
+                   repeat_per_prompt)
+
+
+class AudioLDM2(Pipeline):
+    pipeline_class = "AudioLDM2Pipeline"
+    default_steps = 200
+    default_guidance = 3.5
+
+    def __init__(self, *, text_encoder, tokenizer, text_encoder_2, tokenizer_2, projection_model, language_model,
+                 feature_extractor=None, **shared):
+        super().__init__(**shared)
+        self.text_encoder, self.tokenizer = text_encoder, tokenizer
+        self.text_encoder_2, self.tokenizer_2 = text_encoder_2, tokenizer_2
+        self.projection_model, self.language_model = projection_model, language_model
+        self.feature_extractor = feature_extractor
+
+    @property
+    def is_speech(self) -> bool:
+        """TTS checkpoints encode a transcription with VITS instead of the prompt with T5."""
+        return self.text_encoder_2.config.model_type == "vits"
+
+    @classmethod
+    def load_conditioning(cls, folder: Path, index: dict, device, dtype) -> dict:
+        def entry(key):
+            value = index.get(key)
+            if not value or value[-1] is None:
+                raise CheckpointError(f"{folder}/model_index.json has no {key!r} component")
+            return value[-1]
+
+        encoder_2 = entry("text_encoder_2")
+        if encoder_2 not in ("T5EncoderModel", "VitsModel"):
+            raise CheckpointError(f"{folder}: text_encoder_2 is a {encoder_2}, expected T5EncoderModel or VitsModel")
+        if entry("language_model") not in ("GPT2Model", "GPT2LMHeadModel"):
+            raise CheckpointError(f"{folder}: language_model is a {entry('language_model')}, expected GPT2Model")
+        projection_cfg = checkpoints.read_json(folder / "projection_model" / "config.json")
+        feature_extractor = None
+        if index.get("feature_extractor", [None, None])[-1] is not None:
+            feature_extractor = checkpoints.load_transformers(entry("feature_extractor"), folder / "feature_extractor")
+        return {
+            "text_encoder": checkpoints.load_transformers(entry("text_encoder"), folder / "text_encoder", dtype,
+                                                          device),
+            "tokenizer": checkpoints.load_transformers(entry("tokenizer"), folder / "tokenizer"),
+            "text_encoder_2": checkpoints.load_transformers(encoder_2, folder / "text_encoder_2", dtype, device),
+            "tokenizer_2": checkpoints.load_transformers(entry("tokenizer_2"), folder / "tokenizer_2"),
+            # GPT2Model whatever the folder says: an LMHead checkpoint loads into it, and only states are used
+            "language_model": checkpoints.load_transformers("GPT2Model", folder / "language_model", dtype, device),
+            "projection_model": checkpoints.load_module(Projection, projection_cfg, folder / "projection_model",
+                                                        "diffusion_pytorch_model", dtype, device),
+            "feature_extractor": feature_extractor,
+        }
+
+    def modules(self):
+        return {**super().modules(), "text_encoder": self.text_encoder, "text_encoder_2": self.text_encoder_2,
+                "projection_model": self.projection_model, "language_model": self.language_model}
+
+    def _encode(self, texts: list[str], transcriptions: list[str] | None, max_new_tokens: int,
+                text_length: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One branch (positive, or negative when text_length is the positive T5 length) → T5/VITS states, their
+        mask and the generated GPT-2 states, as the reference's encode_prompt computes them."""
+        negative = text_length is not None
+        clap = clap_text_embeds(self.text_encoder, self.tokenizer, texts, self.tokenizer.model_max_length)[:, None]
+        clap_mask = torch.ones(len(texts), 1, dtype=torch.long, device=clap.device)
+        if self.is_speech and negative:
+            length = self.tokenizer_2.model_max_length
+            states = torch.zeros(len(texts), length, self.text_encoder_2.config.hidden_size, device=clap.device,
+                                 dtype=self.text_encoder_2.dtype)
+            mask = torch.zeros(len(texts), length, device=clap.device, dtype=self.text_encoder_2.dtype)
+        elif self.is_speech:
+            states, mask = vits_states(self.text_encoder_2.text_encoder, self.tokenizer_2, transcriptions)
+        elif negative:
+            states, mask = t5_states(self.text_encoder_2, self.tokenizer_2, texts, "max_length", text_length)
+        else:
+            states, mask = t5_states(self.text_encoder_2, self.tokenizer_2, texts, True,
+                                     self.tokenizer_2.model_max_length)
+        projected, projected_mask = self.projection_model(clap.to(self.dtype), clap_mask, states.to(self.dtype),
+                                                          mask)
+        generated = gpt2_continue(self.language_model, projected, projected_mask, max_new_tokens)
+        return states, mask, generated
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts, transcriptions, negative, n: int, do_cfg: bool, max_new_tokens: int,
+                      prompt_embeds=None, negative_prompt_embeds=None, generated_prompt_embeds=None,
+                      negative_generated_prompt_embeds=None, attention_mask=None, negative_attention_mask=None) -> dict:
+        """→ UNet keyword tensors, batched [uncond; cond] with guidance."""
+        if prompt_embeds is None:
+            prompt_embeds, attention_mask, generated_prompt_embeds = self._encode(prompts, transcriptions,
+                                                                                  max_new_tokens, None)
+        batch = prompt_embeds.shape[0]
+        if attention_mask is None:
+            attention_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.long)
+        cond = [prompt_embeds, attention_mask, generated_prompt_embeds]
+        if do_cfg:
+            if negative_prompt_embeds is None:
+                negative = negative or [""] * batch
+                uncond = list(self._encode(negative, None, max_new_tokens, prompt_embeds.shape[1]))
+            else:
+                if negative_attention_mask is None:
+                    negative_attention_mask = torch.ones(negative_prompt_embeds.shape[:2], dtype=torch.long)
+                uncond = [negative_prompt_embeds, negative_attention_mask, negative_generated_prompt_embeds]
+            cond = [torch.cat([repeat_per_prompt(u.to(self.device), n), repeat_per_prompt(c.to(self.device), n)])
+                    for u, c in zip(uncond, cond)]
+        else:
+            cond = [repeat_per_prompt(c.to(self.device), n) for c in cond]
+        states, mask, generated = cond
+        return {"encoder_hidden_states": generated.to(self.dtype), "encoder_hidden_states_1": states.to(self.dtype),
+                "encoder_attention_mask_1": mask}
+
+    @torch.no_grad()
+    def __call__(self, prompt: str | list[str] | None = None, transcription: str | list[str] | None = None,
+                 audio_length_in_s: float | None = None, num_inference_steps: int = 200, guidance_scale: float = 3.5,
+                 negative_prompt: str | list[str] | None = None, num_waveforms_per_prompt: int = 1,
+                 eta: float = 0.0, generator=None, latents: torch.Tensor | None = None,
+                 prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
+                 generated_prompt_embeds: torch.Tensor | None = None,
+                 negative_generated_prompt_embeds: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, negative_attention_mask: torch.Tensor | None = None,
+                 max_new_tokens: int | None = None, return_dict: bool = True, callback=None, callback_steps: int = 1,
+                 cross_attention_kwargs: dict | None = None, output_type: str = "np", *, seed: int | None = None,
+                 sampler: str | None = None, sampler_options: dict | None = None, rank: bool = True, ranker=None,
+                 progress: bool = False):
+        """Generate audio (or speech, with `transcription` on a TTS checkpoint) from text, with the arguments and
+        defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5, 10.24 s).
+
+        Beyond AudioLDMPipeline's arguments (see soundsmith.AudioLDM): transcription — the words to speak (TTS
+        checkpoints); prompt_embeds / attention_mask — T5 (or VITS) states and mask; generated_prompt_embeds — GPT-2
+        states (both needed when prompt is None); max_new_tokens — GPT-2 states to generate (default: the
+        language model config's, 8; speech checkpoints want 512). With num_waveforms_per_prompt > 1 each prompt's
+        candidates are ranked best first by CLAP (rank=False keeps generation order).
+        """
+        check_call(steps=num_inference_steps, guidance_scale=guidance_scale,
+                   num_waveforms_per_prompt=num_waveforms_per_prompt, eta=eta, callback_steps=callback_steps,
+                   output_type=output_type, seed=seed, generator=generator)
+        prompts = check_prompt(prompt)
+        if prompts is None and (prompt_embeds is None or generated_prompt_embeds is None):
+            raise InvalidArgument("give prompt=, or both prompt_embeds= and generated_prompt_embeds=")
+        if prompts is not None and prompt_embeds is not None:
+            raise InvalidArgument("give either prompt= or prompt_embeds=, not both")
+        batch = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+        transcriptions = None
+        if self.is_speech and prompt_embeds is None:
+            if transcription is None:
+                raise InvalidArgument(f"{self.name} is a text-to-speech checkpoint: give transcription= (the words "
+                                      f"to speak) beside the prompt (the voice)")
+            transcriptions = check_prompt(transcription)
+            if len(transcriptions) != batch:
+                raise InvalidArgument(f"transcription has {len(transcriptions)} entries but there are {batch} prompts")
+        elif transcription is not None and not self.is_speech:
+            raise InvalidArgument(f"transcription= needs a text-to-speech checkpoint (audioldm2-gigaspeech, "
+                                  f"audioldm2-ljspeech); {self.name} is not one")
+        negative = check_negative(negative_prompt, batch)
+        if negative is not None and negative_prompt_embeds is not None:
+            raise InvalidArgument("give either negative_prompt= or negative_prompt_embeds=, not both")
+        if negative_prompt_embeds is not None and negative_generated_prompt_embeds is None:
+            raise InvalidArgument("negative_prompt_embeds= needs negative_generated_prompt_embeds= too")
+        if max_new_tokens is None:
+            max_new_tokens = getattr(self.language_model.config, "max_new_tokens", None) or 8
+        check_positive_int("max_new_tokens", max_new_tokens)
+        seconds = self.default_seconds if audio_length_in_s is None else audio_length_in_s
+        rows, keep = self.latent_length(check_duration(seconds, self.min_seconds))
+        generator = self.make_generator(seed, generator)
+        n = num_waveforms_per_prompt
+
+        conditioning = self.encode_prompt(
+            prompts, transcriptions, negative, n, guidance_scale > 1.0, max_new_tokens, prompt_embeds,
+            negative_prompt_embeds, generated_prompt_embeds, negative_generated_prompt_embeds, attention_mask,
+            negative_attention_mask)
+        x = self.initial_latents(batch * n, rows, generator, latents, conditioning["encoder_hidden_states_1"].dtype)
+        model = guided(self.unet, conditioning, guidance_scale)
+        x = self.denoise(model, x, steps=num_inference_steps, sampler=sampler, generator=generator, eta=eta,
+                         callback=callback, callback_steps=callback_steps, progress=progress,
+                         sampler_options=sampler_options)
+        return self.output(x, keep, output_type, return_dict, seed, self.ranking(rank, ranker, prompts, n))
