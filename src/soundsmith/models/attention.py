@@ -106,7 +106,7 @@ class SpatialTransformer(nn.Module):
             y = block(y, context, mask)
         if self.linear_projection:
             y = self.proj_out(y)
-        y = y.reshape(b, h, w, y.shape[-1]).permute(0, 3, 1, 2)
+        y = y.reshape(b, h, w, y.shape[-1]).permute(0, 3, 1, 2)  # a channels-last view: no copy
         if not self.linear_projection:
-            y = self.proj_out(y.contiguous())
+            y = self.proj_out(y)
         return x + y

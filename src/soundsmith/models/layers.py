@@ -27,6 +27,15 @@ def timestep_embedding(t: torch.Tensor, dim: int, flip_sin_to_cos: bool = True, 
     return emb
 
 
+def input_layout(conv: nn.Conv2d) -> torch.memory_format:
+    """The memory format a network's first convolution holds its weights in. Pipelines convert some networks to
+    channels-last (oneDNN's convolutions run faster on it here); inputs follow, so no convolution reorders them."""
+    weight = conv.weight
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class TimestepMLP(nn.Module):
     """linear_1 → SiLU → linear_2 over the sinusoidal embedding (diffusers `TimestepEmbedding`)."""
 

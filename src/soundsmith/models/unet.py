@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .attention import SpatialTransformer
-from .layers import Downsample, ResnetBlock, TimestepMLP, Upsample, timestep_embedding
+from .layers import Downsample, ResnetBlock, TimestepMLP, Upsample, input_layout, timestep_embedding
 
 # config keys whose non-default values select features this family never uses (and we do not implement)
 _UNSUPPORTED = {
@@ -219,7 +219,7 @@ class UNet(nn.Module):
         n_up = len(self.up_blocks) - 1
         odd = any(s % 2 ** n_up for s in sample.shape[-2:])
 
-        h = self.conv_in(sample)
+        h = self.conv_in(sample.contiguous(memory_format=input_layout(self.conv_in)))
         skips = [h]
         for i, block in enumerate(self.down_blocks):
             for layer, resnet in enumerate(block.resnets):

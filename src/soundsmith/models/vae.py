@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .attention import Attention
-from .layers import Downsample, ResnetBlock, Upsample
+from .layers import Downsample, ResnetBlock, Upsample, input_layout
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class MidAttention(Attention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        y = self.group_norm(x).view(b, c, h * w).transpose(1, 2)
+        y = self.group_norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
         y = super().forward(y)
-        return x + y.transpose(1, 2).reshape(b, c, h, w)
+        return x + y.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class MidBlock(nn.Module):
@@ -155,7 +155,7 @@ class AutoencoderKL(nn.Module):
 
     def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mel (B, 1, T, M) → (mean, logvar), each (B, z, T/f, M/f); logvar clamped to [−30, 20]."""
-        moments = self.encoder(mel)
+        moments = self.encoder(mel.contiguous(memory_format=input_layout(self.encoder.conv_in)))
         if self.quant_conv is not None:
             moments = self.quant_conv(moments)
         mean, logvar = moments.chunk(2, dim=1)
@@ -163,6 +163,8 @@ class AutoencoderKL(nn.Module):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents (B, z, T/f, M/f), already divided by the scaling factor → mel (B, 1, T, M)."""
+        latents = latents.contiguous(memory_format=input_layout(self.decoder.conv_in))
         if self.post_quant_conv is not None:
             latents = self.post_quant_conv(latents)
         return self.decoder(latents)
+

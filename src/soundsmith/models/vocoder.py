@@ -2,6 +2,12 @@
 
 log-mel (B, T, M) → waveform (B, T·hop + extra) with hop = ∏ upsample_rates (160 at 16 kHz → 10 ms frames; the
 published checkpoints give 160·T + 32 samples). Parameter names match the checkpoints' `vocoder/` folder.
+
+Speed: activations are kept as (B, C, 1, T) in channels-last memory — time-major, which is also the mel's own
+layout — and every 1-D convolution runs as a 2-D one on that layout. oneDNN's 1-D kernels on (B, C, T) run at a
+third to a half of its 2-D channels-last rate here once channels drop below 512, and its transposed 1-D
+convolution at a fifth; the arithmetic is the same (the outputs match the 1-D formulation bit for bit or to float
+rounding).
 """
 
 from dataclasses import dataclass
@@ -60,9 +66,23 @@ class ResBlock(nn.Module):
         self.convs2 = nn.ModuleList(nn.Conv1d(ch, ch, kernel, padding=(kernel - 1) // 2) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2):
-            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, self.slope)), self.slope))
+        """x (B, C, 1, T) channels-last → same shape."""
+        for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
+            h = F.leaky_relu_(conv2d(c1, F.leaky_relu(x, self.slope)), self.slope)
+            h = conv2d(c2, h)
+            x = x + h if i == 0 else x.add_(h)  # the block's input is shared with its siblings: never write into it
         return x
+
+
+def conv2d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A Conv1d applied to (B, C, 1, T) channels-last activations."""
+    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
+                    dilation=(1, conv.dilation[0]))
+
+
+def conv_transpose2d(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv_transpose2d(x, conv.weight.unsqueeze(2), conv.bias, stride=(1, conv.stride[0]),
+                              padding=(0, conv.padding[0]))
 
 
 class HifiGan(nn.Module):
@@ -86,14 +106,15 @@ class HifiGan(nn.Module):
         """mel (B, T, M) → waveform (B, samples), in [−1, 1]."""
         if self.config.normalize_before:
             mel = (mel - self.mean) / self.scale
-        x = self.conv_pre(mel.transpose(1, 2))
+        # (B, T, M) is already (B, M, 1, T) in channels-last memory
+        x = conv2d(self.conv_pre, mel.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last))
         kernels = len(self.config.resblock_kernel_sizes)
         for i, up in enumerate(self.upsampler):
-            x = up(F.leaky_relu(x, self.config.leaky_relu_slope))
+            x = conv_transpose2d(up, F.leaky_relu(x, self.config.leaky_relu_slope))
             blocks = self.resblocks[i * kernels:(i + 1) * kernels]
             y = blocks[0](x)
             for block in blocks[1:]:
-                y = y + block(x)
-            x = y / kernels
-        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as the reference does
-        return torch.tanh(x).squeeze(1)
+                y.add_(block(x))
+            x = y.div_(kernels)
+        x = conv2d(self.conv_post, F.leaky_relu(x))  # default slope 0.01 here, as the reference does
+        return torch.tanh(x).reshape(x.shape[0], -1)

@@ -2,7 +2,7 @@
 
 import torch
 
-from .. import checkpoints
+from .. import checkpoints, runtime
 from ..errors import InvalidArgument
 from .audioldm import AudioLDM, MusicLDM
 from .audioldm2 import AudioLDM2
@@ -52,7 +52,10 @@ def load(name_or_path, device=None, dtype=None) -> Pipeline:
     folder = checkpoints.resolve(name_or_path)
     index = checkpoints.read_index(folder, tuple(PIPELINES))
     cls = PIPELINES[index["_class_name"]]
-    return cls.from_folder(folder, index, name=str(name_or_path), device=device, dtype=dtype)
+    runtime.keep_freed_memory()
+    pipe = cls.from_folder(folder, index, name=str(name_or_path), device=device, dtype=dtype)
+    runtime.use_fast_layouts(pipe)
+    return pipe
 
 
 __all__ = ["AudioLDM", "AudioLDM2", "MusicLDM", "AudioOutput", "PIPELINES", "Pipeline", "load", "resolve_device", "resolve_dtype"]
