@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .attention import SpatialTransformer
-from .layers import Downsample, ResnetBlock, TimestepMLP, Upsample, input_layout, timestep_embedding
+from .layers import Downsample, ResnetBlock, TimestepMLP, Upsample, timestep_embedding
 
 # config keys whose non-default values select features this family never uses (and we do not implement)
 _UNSUPPORTED = {
@@ -177,6 +177,8 @@ class UNet(nn.Module):
             UpBlock(cfg, i, rev[max(i - 1, 0)], block_temb) for i in range(len(rev)))
         self.conv_norm_out = nn.GroupNorm(cfg.groups, c0, eps=cfg.eps)
         self.conv_out = nn.Conv2d(c0, cfg.out_channels, 3, padding=1)
+        # memory format of the activations at each resolution level (runtime.use_fast_layouts sets it)
+        self.layouts = [torch.contiguous_format] * len(cfg.block_out_channels)
 
     def embed(self, timestep: torch.Tensor, batch: int, dtype: torch.dtype, class_labels=None) -> torch.Tensor:
         """Time (and class) embedding, (B, block_temb)."""
@@ -219,9 +221,11 @@ class UNet(nn.Module):
         n_up = len(self.up_blocks) - 1
         odd = any(s % 2 ** n_up for s in sample.shape[-2:])
 
-        h = self.conv_in(sample.contiguous(memory_format=input_layout(self.conv_in)))
+        layout = self.layouts
+        h = self.conv_in(sample.contiguous(memory_format=layout[0]))
         skips = [h]
         for i, block in enumerate(self.down_blocks):
+            h = h.contiguous(memory_format=layout[i])
             for layer, resnet in enumerate(block.resnets):
                 h = resnet(h, emb)
                 if block.attentions is not None:
@@ -232,14 +236,15 @@ class UNet(nn.Module):
                 skips.append(h)
 
         mid = self.mid_block
-        h = mid.resnets[0](h, emb)
+        h = mid.resnets[0](h.contiguous(memory_format=layout[-1]), emb)
         h = self._attend(mid, 0, h, (first, second, len(self.down_blocks) - 1))
         h = mid.resnets[1](h, emb)
 
         for i, block in enumerate(self.up_blocks):
             down_index = len(self.up_blocks) - 1 - i
+            h = h.contiguous(memory_format=layout[down_index])
             for layer, resnet in enumerate(block.resnets):
-                h = resnet(torch.cat([h, skips.pop()], dim=1), emb)
+                h = resnet(torch.cat([h, skips.pop().contiguous(memory_format=layout[down_index])], dim=1), emb)
                 if block.attentions is not None:
                     h = self._attend(block, layer, h, (first, second, down_index))
             if block.upsamplers is not None:
