@@ -1,0 +1,87 @@
+"""Model names, hub downloads (what is fetched), and loading details."""
+
+import inspect
+
+import pytest
+
+import soundsmith
+from soundsmith.checkpoints import MODELS, files_to_fetch
+
+HUB_LISTING = [  # shaped like cvssp/audioldm2's file list
+    ".gitattributes", "README.md", "model_index.json", "audioldm2.ckpt",
+    "feature_extractor/preprocessor_config.json",
+    "language_model/config.json", "language_model/model.safetensors", "language_model/pytorch_model.bin",
+    "projection_model/config.json", "projection_model/diffusion_pytorch_model.safetensors",
+    "projection_model/diffusion_pytorch_model.bin", "scheduler/scheduler_config.json",
+    "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors",
+    "text_encoder_2/config.json", "text_encoder_2/pytorch_model.bin",
+    "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer.json",
+    "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
+    "tokenizer_2/special_tokens_map.json", "tokenizer_2/spiece.model", "tokenizer_2/tokenizer.json",
+    "tokenizer_2/tokenizer_config.json",
+    "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+    "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.bin",
+    "vocoder/config.json", "vocoder/model.safetensors", "flax_model.msgpack", "unet/model.onnx",
+]
+
+
+def test_only_the_files_a_pipeline_needs_are_fetched():
+    chosen = set(files_to_fetch(HUB_LISTING))
+    assert "model_index.json" in chosen and "unet/config.json" in chosen and "tokenizer_2/spiece.model" in chosen
+    assert "language_model/model.safetensors" in chosen and "language_model/pytorch_model.bin" not in chosen
+    assert "text_encoder_2/pytorch_model.bin" in chosen  # no safetensors there: the .bin is the weights
+    for skipped in ("audioldm2.ckpt", "README.md", "text_encoder/model.fp16.safetensors", "flax_model.msgpack",
+                    "unet/model.onnx", "unet/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.bin"):
+        assert skipped not in chosen
+
+
+def test_every_alias_names_a_hub_repository():
+    for name, spec in MODELS.items():
+        owner, _, repo = spec.repo.partition("/")
+        assert owner and repo, name
+
+
+def test_pytorch_bin_weights_load(tiny_audioldm, tmp_path):
+    """A folder whose weights are .bin files (torch.load with weights_only) loads and matches the safetensors one."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(tiny_audioldm, tmp_path / "bin")
+    for sub, stem in [("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("vocoder", "model")]:
+        file = folder / sub / f"{stem}.safetensors"
+        torch.save(load_file(file), folder / sub / f"{stem}.bin")
+        file.unlink()
+    a = soundsmith.load(tiny_audioldm, device="cpu")("a dog", num_inference_steps=2, seed=0).audios
+    b = soundsmith.load(folder, device="cpu")("a dog", num_inference_steps=2, seed=0).audios
+    assert (a == b).all()
+
+
+def test_audioldm2_defaults_are_the_reference_defaults(tiny_audioldm2):
+    diffusers = pytest.importorskip("diffusers")
+
+    pipe = soundsmith.load(tiny_audioldm2, device="cpu")
+    ref = inspect.signature(diffusers.AudioLDM2Pipeline.__call__).parameters
+    assert pipe.default_steps == ref["num_inference_steps"].default == 200
+    assert pipe.default_guidance == ref["guidance_scale"].default == 3.5
+    ours = inspect.signature(type(pipe).__call__).parameters
+    assert ours["num_inference_steps"].default == 200 and ours["guidance_scale"].default == 3.5
+    assert pipe.language_model.config.max_new_tokens == 8
+
+
+def test_audioldm_call_accepts_every_argument_diffusers_documents(tiny_audioldm):
+    diffusers = pytest.importorskip("diffusers")
+
+    pipe = soundsmith.load(tiny_audioldm, device="cpu")
+    ours = inspect.signature(type(pipe).__call__).parameters
+    for name in inspect.signature(diffusers.AudioLDMPipeline.__call__).parameters:
+        assert name in ours, name
+
+
+def test_audioldm2_call_accepts_every_argument_diffusers_documents(tiny_audioldm2):
+    diffusers = pytest.importorskip("diffusers")
+
+    ours = inspect.signature(soundsmith.AudioLDM2.__call__).parameters
+    for name in inspect.signature(diffusers.AudioLDM2Pipeline.__call__).parameters:
+        assert name in ours, name
