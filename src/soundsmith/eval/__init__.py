@@ -1,0 +1,1 @@
+"""Evaluation: the category classifier behind prompt adherence (classify.py)."""

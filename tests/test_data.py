@@ -1,0 +1,217 @@
+"""Training data: synthesis, manifests, held-out eval prompts and the adherence classifier (no real training)."""
+
+import json
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from soundsmith.data import kinds
+from soundsmith.data.eval_prompts import ALL_CATEGORIES, CATEGORIES, EVAL_PROMPTS
+from soundsmith.data.manifest import ManifestError, load_audio, read_manifest
+from soundsmith.data.sources import missing
+
+MISSING = missing()
+needs_synth_deps = pytest.mark.skipif(
+    bool(MISSING), reason=f"Debian packages {', '.join(MISSING)} not installed (run scripts/install-data-deps)")
+
+
+# ---------------------------------------------------------------------------------------------- synthesis
+
+
+@pytest.fixture(scope="module")
+def ten_clips(tmp_path_factory):
+    from soundsmith.data.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "ten"
+    manifest = synthesize(out, 10, seed=7, sample_rate=16000, seconds=2.0, jobs=1, progress=False)
+    return out, manifest
+
+
+@needs_synth_deps
+def test_synthesize_ten_clips_writes_16_bit_mono_wavs_and_a_manifest(ten_clips):
+    out, manifest = ten_clips
+    lines = manifest.read_text().splitlines()
+    assert len(lines) == 10
+    for line in lines:
+        record = json.loads(line)
+        assert set(record) == {"wav", "caption", "category", "source", "licence"}
+        assert record["category"] in ALL_CATEGORIES and record["caption"] and record["licence"]
+        info = soundfile.info(str(out / record["wav"]))
+        assert (info.subtype, info.channels, info.samplerate, info.frames) == ("PCM_16", 1, 16000, 32000)
+        data, _ = soundfile.read(str(out / record["wav"]))
+        assert 10 ** (-13 / 20) < np.abs(data).max() < 10 ** (-0.9 / 20)  # peak-normalised to -12 … -1 dBFS
+    items = read_manifest(manifest)
+    assert [i.wav for i in items] == [out / json.loads(line)["wav"] for line in lines]
+
+
+@needs_synth_deps
+def test_synthesis_is_deterministic_for_a_seed_and_resumes(ten_clips, tmp_path):
+    from soundsmith.data.synth import synthesize
+
+    out, manifest = ten_clips
+    again = synthesize(tmp_path / "again", 10, seed=7, sample_rate=16000, seconds=2.0, jobs=2, progress=False)
+    assert again.read_text() == manifest.read_text()
+    for line in manifest.read_text().splitlines():
+        wav = json.loads(line)["wav"]
+        assert (tmp_path / "again" / wav).read_bytes() == (out / wav).read_bytes(), wav
+    # an interrupted run: a missing clip is made again, identical; the others are kept
+    first = tmp_path / "again" / json.loads(manifest.read_text().splitlines()[3])["wav"]
+    expected = first.read_bytes()
+    first.unlink()
+    synthesize(tmp_path / "again", 10, seed=7, sample_rate=16000, seconds=2.0, jobs=1, progress=False)
+    assert first.read_bytes() == expected
+    other = synthesize(tmp_path / "other", 10, seed=8, sample_rate=16000, seconds=2.0, jobs=1, progress=False)
+    assert other.read_text() != manifest.read_text()
+
+
+@needs_synth_deps
+def test_synthesis_refuses_a_folder_made_with_other_settings(ten_clips):
+    from soundsmith.errors import InvalidArgument
+    from soundsmith.data.synth import synthesize
+
+    out, _ = ten_clips
+    with pytest.raises(InvalidArgument, match="sample_rate=16000"):
+        synthesize(out, 10, seed=7, sample_rate=22050, seconds=2.0, jobs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def plans():
+    if MISSING:
+        pytest.skip(f"Debian packages {', '.join(MISSING)} not installed (run scripts/install-data-deps)")
+    return [kinds.plan(0, i, 5.0) for i in range(20000)]
+
+
+def test_plans_cover_every_category_in_the_intended_mix(plans):
+    shares = {c: k / len(plans) for c, k in Counter(p["category"] for p in plans).items()}
+    assert set(shares) == set(ALL_CATEGORIES)
+    for category in CATEGORIES:
+        assert 0.05 < shares[category] < 0.2, (category, shares[category])
+    assert {p["kind"] for p in plans} == set(kinds.RENDER)
+
+
+def test_captions_vary_within_each_category(plans):
+    captions = [p["caption"] for p in plans]
+    assert len(set(captions)) > 0.5 * len(captions)
+    for category in ALL_CATEGORIES:
+        own = {p["caption"] for p in plans if p["category"] == category}
+        starts = {" ".join(c.split()[:2]) for c in own}
+        assert len(own) > 100 and len(starts) > 10, category
+    assert any(c.startswith("a female voice saying: ") for c in captions)
+    assert any(re.fullmatch(r"a waltz drum beat at \d+ beats per minute", c) for c in captions)
+    assert any(c.endswith("with rain in the background") for c in captions)
+
+
+def test_eval_prompts_are_held_out_from_training_captions(plans):
+    assert len(EVAL_PROMPTS) >= 8 and set(EVAL_PROMPTS) == set(CATEGORIES)
+    assert all(len(prompts) >= 5 for prompts in EVAL_PROMPTS.values())
+
+    def words(text):
+        return re.sub(r"[^a-z0-9' -]", " ", text.lower()).split()
+
+    captions = {p["caption"].lower() for p in plans}
+    four_grams = {tuple(w[i:i + 4]) for c in captions for w in [words(c)] for i in range(len(w) - 3)}
+    for prompts in EVAL_PROMPTS.values():
+        for prompt in prompts:
+            assert not any(prompt.lower() in c for c in captions), prompt
+            w = words(prompt)
+            shared = [g for g in zip(w, w[1:], w[2:], w[3:]) if g in four_grams]
+            assert not shared, (prompt, shared)
+
+
+def test_plan_depends_only_on_seed_and_index(plans):
+    assert kinds.plan(0, 123, 5.0) == plans[123]
+    assert kinds.plan(1, 123, 5.0) != plans[123]
+
+
+# ---------------------------------------------------------------------------------------------- manifests
+
+
+def _wav(path, seconds=0.5, rate=16000):
+    soundfile.write(str(path), np.zeros(int(seconds * rate)) + 0.1, rate, subtype="PCM_16")
+    return path
+
+
+def test_read_manifest_resolves_paths_relative_to_the_manifest(tmp_path):
+    (tmp_path / "a").mkdir()
+    _wav(tmp_path / "a" / "x.wav")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"wav": "a/x.wav", "caption": " a tone ", "category": "other", "extra": 3}\n\n')
+    (item,) = read_manifest(manifest)
+    assert (item.wav, item.caption, item.category, item.line, item.extra) == (tmp_path / "a/x.wav", "a tone",
+                                                                              "other", 1, {"extra": 3})
+    assert load_audio(item, 8000).shape == (4000,)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", r"m\.jsonl: empty manifest"),
+    ("\n  \n", r"m\.jsonl: empty manifest"),
+    ('{"wav": "x.wav", "caption": "a"}\n{"wav": "x.wav", "caption": \n', r"m\.jsonl line 2: malformed JSON"),
+    ('["x.wav", "a"]\n', r"m\.jsonl line 1: expected a JSON object"),
+    ('{"wav": "x.wav"}\n', r"m\.jsonl line 1: 'caption' must be a non-empty string \(missing\)"),
+    ('{"wav": "x.wav", "caption": "a", "category": 3}\n', r"line 1: 'category' must be a string or null"),
+    ('{"wav": "x.wav", "caption": "a"}\n{"wav": "gone.wav", "caption": "b"}\n',
+     r"m\.jsonl line 2: audio file .*gone\.wav does not exist"),
+    ('{"wav": "bad.wav", "caption": "a"}\n', r"m\.jsonl line 1: unreadable audio .*bad\.wav"),
+])
+def test_bad_manifests_fail_with_one_line_naming_file_and_line(tmp_path, text, message):
+    _wav(tmp_path / "x.wav")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(text)
+    with pytest.raises(ManifestError, match=message) as error:
+        read_manifest(manifest)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_manifest_and_corrupt_audio_behind_a_good_header(tmp_path):
+    with pytest.raises(ManifestError, match="no such file"):
+        read_manifest(tmp_path / "none.jsonl")
+    wav = _wav(tmp_path / "cut.wav", seconds=1.0)
+    wav.write_bytes(wav.read_bytes()[:1000])  # header claims a second, the data stops early
+    (tmp_path / "m.jsonl").write_text('{"wav": "cut.wav", "caption": "a"}\n')
+    (item,) = read_manifest(tmp_path / "m.jsonl")
+    audio = load_audio(item, 16000)  # libsndfile reads what is there
+    assert 0 < len(audio) < 16000
+
+
+def test_cli_prints_one_line_and_exits_2_on_an_empty_manifest(tmp_path, capsys):
+    from soundsmith.cli import main
+
+    (tmp_path / "m.jsonl").write_text("")
+    assert main(["data", "classifier", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "c.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "m.jsonl: empty manifest" in err
+
+
+# --------------------------------------------------------------------------------------------- classifier
+
+
+def test_classifier_training_steps_lower_the_loss_and_it_round_trips(tmp_path):
+    from soundsmith.eval.classify import Classifier, classify, fit, load_classifier, mel_of, save_classifier
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    t = torch.arange(16000) / 16000
+    waves, labels = [], []
+    for k in range(16):  # tones ("bell") against noise ("water")
+        if k % 2:
+            waves.append(torch.sin(2 * torch.pi * float(rng.uniform(300, 2000)) * t) * torch.exp(-3 * t))
+        else:
+            waves.append(torch.from_numpy(rng.standard_normal(16000).astype(np.float32)) * 0.3)
+        labels.append(ALL_CATEGORIES.index("bell" if k % 2 else "water"))
+    mels = [mel_of(w) for w in waves]
+    model = Classifier()
+    losses = fit(model, mels, torch.tensor(labels), epochs=6, batch_size=8, lr=3e-3)
+    assert losses[-1] < 0.7 * losses[0]
+    save_classifier(model, tmp_path / "c.pt")
+    loaded = load_classifier(tmp_path / "c.pt")
+    paths = []
+    for k in (0, 1):
+        soundfile.write(str(tmp_path / f"{k}.wav"), waves[k].numpy(), 16000)
+        paths.append(tmp_path / f"{k}.wav")
+    assert classify(paths, loaded) == classify(paths, model)
+    assert all(c in ALL_CATEGORIES for c in classify(paths, tmp_path / "c.pt"))
