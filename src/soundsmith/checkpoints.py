@@ -45,6 +45,31 @@ MODELS: dict[str, ModelSpec] = {
     "musicldm": ModelSpec("ucsd-reach/musicldm", "MusicLDM", "text-to-music, 185M UNet", "CC-BY-NC-SA-4.0"),
 }
 
+DEMO = "demo"  # the bundled demo model's name
+DEMO_FOLDER = Path(__file__).resolve().parent / "demo"  # package data: a small AudioLDM trained by soundsmith
+DEFAULT = "audioldm-s-full-v2"  # the real checkpoint `soundsmith generate` prefers
+
+
+def default_model(probe_timeout: float = 3.0) -> tuple[str, str]:
+    """The model to use when none is named, and why: DEFAULT when cached, else the first cached AudioLDM-family
+    checkpoint of MODELS, else DEFAULT when the hub answers within probe_timeout seconds (it will be downloaded),
+    else the bundled demo (offline, or the hub unreachable)."""
+    if is_cached(DEFAULT):
+        return DEFAULT, "cached"
+    for name in MODELS:
+        if is_cached(name):
+            return name, "cached"
+    from huggingface_hub import HfApi, constants
+
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            HfApi().model_info(MODELS[DEFAULT].repo, timeout=probe_timeout)
+            return DEFAULT, "not cached; downloading from the hub"
+        except Exception:
+            pass
+    return DEMO, "no real checkpoint is cached and the hub is unreachable: the bundled demo model"
+
+
 # what a pipeline folder may contain that we need; everything else on the hub repo (fp16 copies, onnx, flax,
 # original .ckpt files) is not downloaded
 _NEEDED_SUFFIXES = (".json", ".txt", ".model", ".safetensors", ".bin")
@@ -90,6 +115,11 @@ def resolve(name_or_path: str) -> Path:
     if path.exists():
         raise ModelNotFound(f"{name!r} is a file, not a model folder (give a folder in the diffusers layout, "
                             f"a hub id, or one of: {', '.join(MODELS)})")
+    if name == DEMO:
+        if not (DEMO_FOLDER / "model_index.json").is_file():
+            raise ModelNotFound(f"the bundled demo model is missing from this installation ({DEMO_FOLDER}); "
+                                "reinstall soundsmith")
+        return DEMO_FOLDER
     if name in MODELS:
         return _download(MODELS[name].repo, name)
     if _HUB_ID.match(name):

