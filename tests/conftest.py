@@ -64,3 +64,25 @@ def tiny_audioldm2_tts(tmp_path_factory) -> Path:
     from checkpoints import build_audioldm2
 
     return _build(tmp_path_factory, "tiny-audioldm2-tts", build_audioldm2, variant="tts")
+
+
+@pytest.fixture(scope="session")
+def tiny_10ms(tiny_audioldm, tmp_path_factory):
+    """The tiny AudioLDM with a 10 ms-hop vocoder (hop 160 at 16 kHz, like the real checkpoints) instead of the 4-sample
+    one, so that a minute is 6000 mel frames, 3000 latent rows and 187 windows of the UNet's 32 rows (0.64 s)."""
+    import shutil
+
+    import torch
+    from checkpoints import _reinit_unit_gain
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    folder = tmp_path_factory.mktemp("tiny-10ms") / "tiny-audioldm-10ms"
+    shutil.copytree(tiny_audioldm, folder)
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=8, sampling_rate=16000, upsample_initial_channel=16, upsample_rates=[10, 16],
+        upsample_kernel_sizes=[20, 32], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
+        normalize_before=False))
+    _reinit_unit_gain(vocoder.eval(), torch.Generator().manual_seed(0))
+    shutil.rmtree(folder / "vocoder")
+    vocoder.save_pretrained(folder / "vocoder")
+    return folder
