@@ -165,3 +165,23 @@ def test_cached_alias_resolves_from_hf_home(capsys, tiny_audioldm, tmp_path, mon
     assert run(capsys, "generate", "a dog", "-m", "audioldm-s-full-v2", "--steps", "1", "-o", out)[0] == 0
     code, stdout, _ = run(capsys, "models")
     assert any(line.startswith("audioldm-s-full-v2 ") and " cached " in line for line in stdout.splitlines())
+
+
+def test_quality_preset_picks_sampler_and_steps_and_flags_override(capsys, tiny_audioldm, tmp_path):
+    from soundsmith.presets import preset
+
+    out = tmp_path / "q.wav"
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "-q", "draft", "-o", out)[0] == 0
+    sampler, steps = preset("AudioLDMPipeline", "draft")
+    meta = read_metadata(out)
+    assert (meta["sampler"], meta["steps"]) == (sampler, steps)
+    out2 = tmp_path / "q2.wav"
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "-q", "draft", "--steps", "3", "-o", out2)[0] == 0
+    assert (read_metadata(out2)["sampler"], read_metadata(out2)["steps"]) == (sampler, 3)
+
+
+def test_unknown_quality_is_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "a dog", "-q", "best", "-o", str(tmp_path / "a.wav")])
+    assert info.value.code == 2
+    assert "invalid choice: 'best'" in capsys.readouterr().err

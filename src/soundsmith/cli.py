@@ -13,6 +13,7 @@ import json
 import secrets
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,8 +81,10 @@ def _numbered(base: Path, n: int) -> list[Path]:
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL,
-                   help=f"model name, hub id or local diffusers folder (default {DEFAULT_MODEL}; `soundsmith models`)")
+    p.add_argument("-m", "--model", default=None,
+                   help=f"model name, hub id or local diffusers folder (default {DEFAULT_MODEL} when cached or "
+                        "reachable, else the bundled `demo`; `soundsmith models`)")
+    p.add_argument("--lora", default=None, metavar="ADAPTER", help="LoRA adapter folder (soundsmith finetune --lora)")
     p.add_argument("-d", "--duration", type=float, default=None, help="seconds of audio (default: the model's)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model family's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: family's)")
@@ -89,6 +92,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--candidates", type=int, default=1, help="waveforms per prompt")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, stored in the file)")
     p.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's scheduler)")
+    p.add_argument("-q", "--quality", default=None, choices=["draft", "standard", "high"],
+                   help="sampler and steps chosen for speed or quality (presets.py); --sampler/--steps override")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     p.add_argument("--transcription", default=None, help="words to speak (AudioLDM 2 speech checkpoints)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="AudioLDM 2 GPT-2 states (speech: 512)")
@@ -98,6 +103,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rank", action="store_true", help="keep candidates in generation order")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (the first sound takes minutes to compile; worth it for batches)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     download = sub.add_parser("download", help="download a model into the huggingface cache")
     download.add_argument("model", help="model name or hub id")
     download.set_defaults(func=cmd_download)
+    from . import data, edit
+    from .train import cli as train_cli
+
+    for owner in (data, train_cli, edit):  # each stage owns its subcommands
+        owner.add_commands(sub)
     return parser
 
 
@@ -180,15 +192,14 @@ def cmd_generate(args) -> int:
         check_positive_int("max-new-tokens", args.max_new_tokens)
     planned = _jobs(args)
 
-    pipe = _load(args.model, args.device, args.dtype)
-    steps = args.steps or pipe.default_steps
-    guidance = pipe.default_guidance if args.guidance is None else args.guidance
+    pipe = _load(args.model, args.device, args.dtype, args.lora, args.compile)
+    sampler, steps, guidance = sampling(args, pipe)
     from .pipelines import AudioLDM2
 
     speaking = any(job.transcription is not None for job, _ in planned)
     if (speaking or args.max_new_tokens is not None) and not isinstance(pipe, AudioLDM2):
         flag = "--transcription" if speaking else "--max-new-tokens"
-        raise InvalidArgument(f"{flag} needs an AudioLDM 2 checkpoint; {args.model} is a {type(pipe).__name__}")
+        raise InvalidArgument(f"{flag} needs an AudioLDM 2 checkpoint; {pipe.name} is a {type(pipe).__name__}")
     for number, (job, paths) in enumerate(planned, 1):
         if len(planned) > 1:
             _note(f"[{number}/{len(planned)}] {job.prompt}")
@@ -201,24 +212,47 @@ def cmd_generate(args) -> int:
         rank_options = {"rank": not args.no_rank}
         if args.ranker is not None:
             rank_options["ranker"] = args.ranker
+        started = time.perf_counter()
         out = pipe(job.prompt, audio_length_in_s=job.duration, num_inference_steps=steps, guidance_scale=guidance,
                    negative_prompt=job.negative_prompt, num_waveforms_per_prompt=n, eta=args.eta, seed=job.seed,
-                   sampler=args.sampler, progress=True, **extra, **(rank_options if n > 1 else {}))
+                   sampler=sampler, progress=True, **extra, **(rank_options if n > 1 else {}))
+        if args.compile and number == 1:
+            _note(f"first sound, compilation included: {time.perf_counter() - started:.1f} s")
         _save_all(paths, out, {
             "prompt": job.prompt, "negative_prompt": job.negative_prompt, "transcription": job.transcription,
-            "model": args.model, "seed": job.seed, "steps": steps, "guidance": guidance,
-            "sampler": args.sampler or "default", "eta": args.eta,
+            "model": pipe.name, "seed": job.seed, "steps": steps, "guidance": guidance,
+            "sampler": sampler or "default", "eta": args.eta,
             "duration": round(out.audios.shape[1] / out.sample_rate, 6), "candidates": n, "dtype": args.dtype,
         })
     return 0
 
 
-def _load(model: str, device: str, dtype: str):
+def sampling(args, pipe) -> tuple[str | None, int, float]:
+    """(sampler, steps, guidance) from --sampler/--steps/--guidance, else the --quality preset, else the model's
+    defaults."""
+    sampler, steps = args.sampler, args.steps
+    if args.quality is not None:
+        from .presets import preset
+
+        preset_sampler, preset_steps = preset(pipe.pipeline_class, args.quality)
+        sampler, steps = sampler or preset_sampler, steps or preset_steps
+    guidance = pipe.default_guidance if args.guidance is None else args.guidance
+    return sampler, steps or pipe.default_steps, guidance
+
+
+def _load(model: str | None, device: str, dtype: str, lora: str | None = None, compile: bool = False):
     from . import load
 
+    if model is None:
+        from .checkpoints import default_model
+
+        model, why = default_model()
+        _note(f"no -m given: using {model} ({why})")
     _note(f"loading {model} …")
-    pipe = load(model, device=device, dtype=dtype)
-    _note(f"loaded {type(pipe).__name__} from {pipe.folder} on {pipe.device}")
+    pipe = load(model, device=device, dtype=dtype, compile=compile)
+    if lora is not None:
+        pipe.load_lora(lora)
+    _note(f"loaded {type(pipe).__name__} from {pipe.folder} on {pipe.device}" + (f" with LoRA {lora}" if lora else ""))
     return pipe
 
 

@@ -45,9 +45,10 @@ def resolve_dtype(dtype) -> torch.dtype:
     raise InvalidArgument(f"dtype={dtype!r} is not allowed (allowed: float32, bfloat16, float16)")
 
 
-def load(name_or_path, device=None, dtype=None) -> Pipeline:
+def load(name_or_path, device=None, dtype=None, compile: bool = False) -> Pipeline:
     """A model name (`audioldm-s-full-v2`, `audioldm2`, `musicldm`, …), hub id or local diffusers folder → its
-    pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32)."""
+    pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32). compile=True applies
+    torch.compile to the UNet, VAE decoder and vocoder (the first call compiles: minutes on a CPU)."""
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     folder = checkpoints.resolve(name_or_path)
     index = checkpoints.read_index(folder, tuple(PIPELINES))
@@ -55,6 +56,8 @@ def load(name_or_path, device=None, dtype=None) -> Pipeline:
     runtime.keep_freed_memory()
     pipe = cls.from_folder(folder, index, name=str(name_or_path), device=device, dtype=dtype)
     runtime.use_fast_layouts(pipe)
+    if compile:
+        runtime.compile_pipeline(pipe)
     return pipe
 
 

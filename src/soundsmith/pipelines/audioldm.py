@@ -5,7 +5,7 @@ prompt ─ CLAP text tower ─► (B, 512) L2-normalised ─► UNet class_label
 
 import torch
 
-from .. import checkpoints
+from .. import checkpoints, lora
 from ..errors import CheckpointError, InvalidArgument
 from ..models.conditioning import clap_text_embeds
 from .base import Pipeline, check_call, check_duration, check_negative, check_prompt, guided, repeat_per_prompt
@@ -53,6 +53,14 @@ class AudioLDM(Pipeline):
         negative_prompt_embeds = repeat_per_prompt(negative_prompt_embeds.to(self.device, dtype), n)
         return torch.cat([negative_prompt_embeds, prompt_embeds])
 
+    def prompt_conditioning(self, prompts: list[str], negative: list[str] | None, n: int, do_cfg: bool,
+                            **extra) -> dict:
+        """UNet keyword tensors for checked prompts, the one family-specific step of audio editing (edit.py)."""
+        if extra:
+            raise InvalidArgument(f"{', '.join(f'{k}=' for k in extra)} needs an AudioLDM 2 checkpoint; {self.name} "
+                                  f"is a {type(self).__name__}")
+        return {"class_labels": self.encode_prompt(prompts, negative, n, do_cfg)}
+
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, audio_length_in_s: float | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
@@ -67,7 +75,9 @@ class AudioLDM(Pipeline):
         (MusicLDM 2.0).
 
         prompt: text(s) describing the sound. audio_length_in_s: seconds (default: the UNet's training length,
-        5.12 s). num_inference_steps / guidance_scale / eta: sampler steps, classifier-free guidance weight (> 1 turns
+        5.12 s); up to pipe.long_form.above_seconds (20.48 s) one pass as diffusers, longer in overlapping windows of
+        the training length decoded in exact chunks (soundsmith.longform), any length up to an hour.
+        num_inference_steps / guidance_scale / eta: sampler steps, classifier-free guidance weight (> 1 turns
         it on), DDIM noise. negative_prompt: what to steer away from (a single string applies to every prompt).
         num_waveforms_per_prompt: candidates per prompt. generator / seed: randomness (seed= makes a CPU generator).
         latents: initial noise (B·n, 8, rows, 16). prompt_embeds / negative_prompt_embeds: precomputed CLAP vectors
@@ -103,9 +113,10 @@ class AudioLDM(Pipeline):
                                           negative_prompt_embeds)
         x = self.initial_latents(batch * n, rows, generator, latents, class_labels.dtype)
         model = guided(self.unet, {"class_labels": class_labels}, guidance_scale)
-        x = self.denoise(model, x, steps=num_inference_steps, sampler=sampler, generator=generator, eta=eta,
-                         callback=callback, callback_steps=callback_steps, progress=progress,
-                         sampler_options=sampler_options)
+        with lora.scaled(self.unet, (cross_attention_kwargs or {}).get("scale")):
+            x = self.denoise(model, x, steps=num_inference_steps, sampler=sampler, generator=generator, eta=eta,
+                             callback=callback, callback_steps=callback_steps, progress=progress,
+                             sampler_options=sampler_options)
         return self.output(x, keep, output_type, return_dict, seed, self.ranking(rank, ranker, prompts, n))
 
 

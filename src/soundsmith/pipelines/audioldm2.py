@@ -121,6 +121,34 @@ class AudioLDM2(Pipeline):
         return {"encoder_hidden_states": generated.to(self.dtype), "encoder_hidden_states_1": states.to(self.dtype),
                 "encoder_attention_mask_1": mask}
 
+    def check_transcription(self, transcription, batch: int, encode: bool = True) -> list[str] | None:
+        """The words to speak, one per prompt, for a TTS checkpoint (None otherwise, or when encode is False:
+        prompt_embeds given); a transcription for a non-TTS checkpoint is refused."""
+        if self.is_speech and encode:
+            if transcription is None:
+                raise InvalidArgument(f"{self.name} is a text-to-speech checkpoint: give transcription= (the words "
+                                      f"to speak) beside the prompt (the voice)")
+            transcriptions = check_prompt(transcription)
+            if len(transcriptions) != batch:
+                raise InvalidArgument(f"transcription has {len(transcriptions)} entries but there are {batch} prompts")
+            return transcriptions
+        if transcription is not None and not self.is_speech:
+            raise InvalidArgument(f"transcription= needs a text-to-speech checkpoint (audioldm2-gigaspeech, "
+                                  f"audioldm2-ljspeech); {self.name} is not one")
+        return None
+
+    def check_max_new_tokens(self, max_new_tokens) -> int:
+        """GPT-2 states to generate: the language model config's (8) by default."""
+        if max_new_tokens is None:
+            max_new_tokens = getattr(self.language_model.config, "max_new_tokens", None) or 8
+        return check_positive_int("max_new_tokens", max_new_tokens)
+
+    def prompt_conditioning(self, prompts: list[str], negative: list[str] | None, n: int, do_cfg: bool,
+                            transcription=None, max_new_tokens: int | None = None) -> dict:
+        """UNet keyword tensors for checked prompts, the one family-specific step of audio editing (edit.py)."""
+        return self.encode_prompt(prompts, self.check_transcription(transcription, len(prompts)), negative, n,
+                                  do_cfg, self.check_max_new_tokens(max_new_tokens))
+
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, transcription: str | list[str] | None = None,
                  audio_length_in_s: float | None = None, num_inference_steps: int = 200, guidance_scale: float = 3.5,
@@ -135,7 +163,8 @@ class AudioLDM2(Pipeline):
                  sampler: str | None = None, sampler_options: dict | None = None, rank: bool = True, ranker=None,
                  progress: bool = False):
         """Generate audio (or speech, with `transcription` on a TTS checkpoint) from text, with the arguments and
-        defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5, 10.24 s).
+        defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5, 10.24 s). Lengths above
+        pipe.long_form.above_seconds (20.48 s) are made in overlapping windows and decoded in chunks (longform.py).
 
         Beyond AudioLDMPipeline's arguments (see soundsmith.AudioLDM): transcription — the words to speak (TTS
         checkpoints); prompt_embeds / attention_mask — T5 (or VITS) states and mask; generated_prompt_embeds — GPT-2
@@ -152,25 +181,13 @@ class AudioLDM2(Pipeline):
         if prompts is not None and prompt_embeds is not None:
             raise InvalidArgument("give either prompt= or prompt_embeds=, not both")
         batch = len(prompts) if prompts is not None else prompt_embeds.shape[0]
-        transcriptions = None
-        if self.is_speech and prompt_embeds is None:
-            if transcription is None:
-                raise InvalidArgument(f"{self.name} is a text-to-speech checkpoint: give transcription= (the words "
-                                      f"to speak) beside the prompt (the voice)")
-            transcriptions = check_prompt(transcription)
-            if len(transcriptions) != batch:
-                raise InvalidArgument(f"transcription has {len(transcriptions)} entries but there are {batch} prompts")
-        elif transcription is not None and not self.is_speech:
-            raise InvalidArgument(f"transcription= needs a text-to-speech checkpoint (audioldm2-gigaspeech, "
-                                  f"audioldm2-ljspeech); {self.name} is not one")
+        transcriptions = self.check_transcription(transcription, batch, prompt_embeds is None)
         negative = check_negative(negative_prompt, batch)
         if negative is not None and negative_prompt_embeds is not None:
             raise InvalidArgument("give either negative_prompt= or negative_prompt_embeds=, not both")
         if negative_prompt_embeds is not None and negative_generated_prompt_embeds is None:
             raise InvalidArgument("negative_prompt_embeds= needs negative_generated_prompt_embeds= too")
-        if max_new_tokens is None:
-            max_new_tokens = getattr(self.language_model.config, "max_new_tokens", None) or 8
-        check_positive_int("max_new_tokens", max_new_tokens)
+        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
         seconds = self.default_seconds if audio_length_in_s is None else audio_length_in_s
         rows, keep = self.latent_length(check_duration(seconds, self.min_seconds))
         generator = self.make_generator(seed, generator)

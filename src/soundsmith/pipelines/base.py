@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import checkpoints, samplers
+from .. import checkpoints, longform, samplers
 from ..errors import CheckpointError, InvalidArgument
 from ..models.unet import UNet, UNetConfig
 from ..models.vae import AutoencoderKL, VAEConfig
@@ -106,11 +106,19 @@ def check_call(*, steps, guidance_scale, num_waveforms_per_prompt, eta, callback
 def guided(unet: Callable, conditioning: dict, guidance_scale: float) -> Callable:
     """The model the sampler sees: UNet on [uncond; cond] and the classifier-free guidance combine
     ε = ε_u + g·(ε_c − ε_u) (Ho & Salimans 2022). `conditioning` holds UNet keyword tensors already batched as
-    [uncond; cond] when guidance is on."""
+    [uncond; cond] when guidance is on. x may stack k copies of the batch (long-form windows, (k·B, C, H, W)): the
+    conditioning is then repeated to match."""
     do_cfg = guidance_scale > 1.0
+    branches = 2 if do_cfg else 1
+    rows = next((v.shape[0] for v in conditioning.values() if torch.is_tensor(v)), 0)
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = unet(torch.cat([x, x]) if do_cfg else x, t, **conditioning)
+        cond, batch = conditioning, rows // branches
+        if batch and x.shape[0] != batch:  # [uncond; cond] each (B, …) → each (k·B, …), copy-major like x
+            k = x.shape[0] // batch
+            cond = {name: v.unflatten(0, (branches, 1, batch)).expand(branches, k, batch, *v.shape[1:]).flatten(0, 2)
+                    if torch.is_tensor(v) else v for name, v in conditioning.items()}
+        out = unet(torch.cat([x, x]) if do_cfg else x, t, **cond)
         if not do_cfg:
             return out
         uncond, cond = out.chunk(2)
@@ -138,6 +146,7 @@ class Pipeline:
         self.unet_sample_size = unet_sample_size
         self.name, self.folder = name, folder
         self.device, self.dtype = device, dtype
+        self.long_form = longform.LongForm()  # when and how audio longer than the training window is made
 
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
@@ -218,20 +227,27 @@ class Pipeline:
         return samplers.randn(shape, generator, self.device, dtype)
 
     def denoise(self, model: Callable, latents: torch.Tensor, *, steps: int, sampler: str | None, generator, eta,
-                callback, callback_steps: int, progress: bool, sampler_options: dict | None = None) -> torch.Tensor:
-        plan = samplers.plan(self.scheduler_config, sampler, steps, **(sampler_options or {}))
-        return samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
-                            callback_steps=callback_steps, progress=progress)
+                callback, callback_steps: int, progress: bool, sampler_options: dict | None = None,
+                plan: samplers.Plan | None = None, denoised_hook: Callable | None = None) -> torch.Tensor:
+        """Run the sampler (or the given `plan`, e.g. a `samplers.start_at` one) from `latents`; long latents are
+        denoised in windows (longform.py). denoised_hook: see samplers.run."""
+        plan = plan or samplers.plan(self.scheduler_config, sampler, steps, **(sampler_options or {}))
+        model, bar = longform.long_denoiser(self, model, latents.shape[-2], len(plan.timesteps), progress)
+        x = samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
+                         callback_steps=callback_steps, denoised_hook=denoised_hook,
+                         progress=progress and bar is None)
+        if bar is not None:
+            bar.close()
+        return x
 
     # ---- decoding ------------------------------------------------------------------------------------------------
     def latents_to_mel(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) latents → (B, T, M) log-mel, T = 4H, M = 4W."""
-        mel = self.vae.decode(latents.to(self.dtype) / self.vae.config.scaling_factor)
-        return mel.squeeze(1)
+        """(B, C, H, W) latents → (B, T, M) log-mel, T = 4H, M = 4W; in exact chunks when long (longform.py)."""
+        return longform.decode_mel(self, latents.to(self.dtype) / self.vae.config.scaling_factor)
 
     def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, T, M) log-mel → (B, samples) float32 on the CPU."""
-        return self.vocoder(mel.to(self.dtype)).cpu().float()
+        """(B, T, M) log-mel → (B, samples) float32 on the CPU; in exact chunks when long."""
+        return longform.vocode(self, mel.to(self.dtype)).cpu().float()
 
     def output(self, latents: torch.Tensor, keep_samples: int, output_type: str, return_dict: bool,
                seed: int | None, postprocess: Callable | None = None):
@@ -258,6 +274,22 @@ class Pipeline:
         if chosen is None:
             return None
         return lambda audio: ranking.rank(chosen, audio, self.sample_rate, prompts, n)
+
+    @property
+    def mel_config(self):
+        """The vocoder's mel recipe (audio.MelConfig) from vocoder/config.json: 16 kHz / 64 mels / hop 160 for the
+        published checkpoints, 22,050 Hz / 80 mels / hop 256 / fmax 8000 for the bundled demo."""
+        from ..audio import MelConfig
+
+        return MelConfig.from_vocoder_config(checkpoints.read_json(self.folder / "vocoder" / "config.json"))
+
+    def load_lora(self, path, scale: float = 1.0) -> "Pipeline":
+        """Apply the LoRA adapter in folder `path` (soundsmith finetune --lora) to the UNet at `scale`;
+        cross_attention_kwargs={"scale": s} multiplies it for one call."""
+        from ..lora import load_adapter
+
+        load_adapter(self.unet, Path(path).expanduser(), scale)
+        return self
 
     @staticmethod
     def make_generator(seed, generator):
