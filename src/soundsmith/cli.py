@@ -103,6 +103,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rank", action="store_true", help="keep candidates in generation order")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--offload", action="store_true",
+                   help="keep the networks in CPU memory and move each to the GPU only for its stage (less GPU memory)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (the first sound takes minutes to compile; worth it for batches)")
 
@@ -192,7 +194,7 @@ def cmd_generate(args) -> int:
         check_positive_int("max-new-tokens", args.max_new_tokens)
     planned = _jobs(args)
 
-    pipe = _load(args.model, args.device, args.dtype, args.lora, args.compile)
+    pipe = _load(args.model, args.device, args.dtype, args.lora, args.compile, args.offload)
     sampler, steps, guidance = sampling(args, pipe)
     from .pipelines import AudioLDM2
 
@@ -240,7 +242,8 @@ def sampling(args, pipe) -> tuple[str | None, int, float]:
     return sampler, steps or pipe.default_steps, guidance
 
 
-def _load(model: str | None, device: str, dtype: str, lora: str | None = None, compile: bool = False):
+def _load(model: str | None, device: str, dtype: str, lora: str | None = None, compile: bool = False,
+          offload: bool = False):
     from . import load
 
     if model is None:
@@ -249,7 +252,7 @@ def _load(model: str | None, device: str, dtype: str, lora: str | None = None, c
         model, why = default_model()
         _note(f"no -m given: using {model} ({why})")
     _note(f"loading {model} …")
-    pipe = load(model, device=device, dtype=dtype, compile=compile)
+    pipe = load(model, device=device, dtype=dtype, compile=compile, offload=offload)
     if lora is not None:
         pipe.load_lora(lora)
     _note(f"loaded {type(pipe).__name__} from {pipe.folder} on {pipe.device}" + (f" with LoRA {lora}" if lora else ""))

@@ -85,6 +85,7 @@ def encode(pipe, waveform: torch.Tensor) -> torch.Tensor:
     """(samples,) at the model's rate → latents (1, C, rows, W): the VAE posterior mean × scaling_factor, the scale
     the pipelines' latents have. Chunked (exactly) when long."""
     mel = input_mel(pipe, waveform)[:, None].to(pipe.device, pipe.dtype)
+    pipe.stage("vae")
     if longform.is_long(pipe, mel.shape[-2] // pipe.vae_scale_factor):
         mean = longform.vae_encode(pipe.vae, mel, pipe.long_form.decode_rows, pipe.long_form.budget_mb)
     else:
@@ -396,7 +397,8 @@ def _run(args, command: str, make, metadata: dict, spans=None) -> int:
     paths = output_paths(args.output, f"{Path(args.input).stem} {command}", n, args.force)
     seed = (args.seed if args.seed is not None else secrets.randbelow(2 ** 31)) if generation else None
 
-    pipe = _load(args.model, args.device, args.dtype, getattr(args, "lora", None), getattr(args, "compile", False))
+    pipe = _load(args.model, args.device, args.dtype, getattr(args, "lora", None), getattr(args, "compile", False),
+                 getattr(args, "offload", False))
     waveform = check if pipe.sample_rate == audio.SAMPLE_RATE else audio.read(args.input, pipe.sample_rate)
     options, sampler = {}, None
     if generation:

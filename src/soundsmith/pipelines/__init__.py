@@ -45,11 +45,15 @@ def resolve_dtype(dtype) -> torch.dtype:
     raise InvalidArgument(f"dtype={dtype!r} is not allowed (allowed: float32, bfloat16, float16)")
 
 
-def load(name_or_path, device=None, dtype=None, compile: bool = False) -> Pipeline:
+def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: bool = False) -> Pipeline:
     """A model name (`audioldm-s-full-v2`, `audioldm2`, `musicldm`, …), hub id or local diffusers folder → its
     pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32). compile=True applies
-    torch.compile to the UNet, VAE decoder and vocoder (the first call compiles: minutes on a CPU)."""
+    torch.compile to the UNet, VAE decoder and vocoder (the first call compiles: minutes on a CPU). offload=True
+    keeps the networks in CPU memory and moves each to the GPU only for its stage (Pipeline.enable_model_cpu_offload).
+    """
     device, dtype = resolve_device(device), resolve_dtype(dtype)
+    if offload and device.type == "cpu":
+        raise InvalidArgument("offload=True needs a cuda or mps device: on cpu the networks already live in CPU memory")
     folder = checkpoints.resolve(name_or_path)
     index = checkpoints.read_index(folder, tuple(PIPELINES))
     cls = PIPELINES[index["_class_name"]]
@@ -58,6 +62,8 @@ def load(name_or_path, device=None, dtype=None, compile: bool = False) -> Pipeli
     runtime.use_fast_layouts(pipe)
     if compile:
         runtime.compile_pipeline(pipe)
+    if offload:
+        pipe.enable_model_cpu_offload()
     return pipe
 
 

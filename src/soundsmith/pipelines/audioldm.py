@@ -38,6 +38,7 @@ class AudioLDM(Pipeline):
                       prompt_embeds=None, negative_prompt_embeds=None) -> torch.Tensor:
         """→ class labels (B·n, D), or ([uncond; cond]) (2·B·n, D) with guidance. Tokenisation as the reference:
         prompts padded to the tokenizer's max length; negative prompts to the embedding width."""
+        self.stage("text_encoder")
         if prompt_embeds is None:
             prompt_embeds = clap_text_embeds(self.text_encoder, self.tokenizer, prompts,
                                              self.tokenizer.model_max_length)

@@ -98,6 +98,7 @@ class AudioLDM2(Pipeline):
                       prompt_embeds=None, negative_prompt_embeds=None, generated_prompt_embeds=None,
                       negative_generated_prompt_embeds=None, attention_mask=None, negative_attention_mask=None) -> dict:
         """→ UNet keyword tensors, batched [uncond; cond] with guidance."""
+        self.stage("text_encoder", "text_encoder_2", "projection_model", "language_model")
         if prompt_embeds is None:
             prompt_embeds, attention_mask, generated_prompt_embeds = self._encode(prompts, transcriptions,
                                                                                   max_new_tokens, None)

@@ -147,6 +147,7 @@ class Pipeline:
         self.name, self.folder = name, folder
         self.device, self.dtype = device, dtype
         self.long_form = longform.LongForm()  # when and how audio longer than the training window is made
+        self.offload = False  # enable_model_cpu_offload: networks live in CPU memory between their stages
 
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
@@ -232,6 +233,7 @@ class Pipeline:
         """Run the sampler (or the given `plan`, e.g. a `samplers.start_at` one) from `latents`; long latents are
         denoised in windows (longform.py). denoised_hook: see samplers.run."""
         plan = plan or samplers.plan(self.scheduler_config, sampler, steps, **(sampler_options or {}))
+        self.stage("unet")
         model, bar = longform.long_denoiser(self, model, latents.shape[-2], len(plan.timesteps), progress)
         x = samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
                          callback_steps=callback_steps, denoised_hook=denoised_hook,
@@ -243,10 +245,12 @@ class Pipeline:
     # ---- decoding ------------------------------------------------------------------------------------------------
     def latents_to_mel(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) latents → (B, T, M) log-mel, T = 4H, M = 4W; in exact chunks when long (longform.py)."""
+        self.stage("vae")
         return longform.decode_mel(self, latents.to(self.dtype) / self.vae.config.scaling_factor)
 
     def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, T, M) log-mel → (B, samples) float32 on the CPU; in exact chunks when long."""
+        self.stage("vocoder")
         return longform.vocode(self, mel.to(self.dtype)).cpu().float()
 
     def output(self, latents: torch.Tensor, keep_samples: int, output_type: str, return_dict: bool,
@@ -273,7 +277,12 @@ class Pipeline:
         chosen = ranking.pipeline_ranker(self, ranker)
         if chosen is None:
             return None
-        return lambda audio: ranking.rank(chosen, audio, self.sample_rate, prompts, n)
+
+        def rank(audio):
+            self.stage("text_encoder")  # the pipeline's own CLAP, when it is the ranker
+            return ranking.rank(chosen, audio, self.sample_rate, prompts, n)
+
+        return rank
 
     @property
     def mel_config(self):
@@ -297,7 +306,30 @@ class Pipeline:
             return generator
         return torch.Generator("cpu").manual_seed(int(seed))
 
+    # ---- placement ---------------------------------------------------------------------------------------------
+    def enable_model_cpu_offload(self, device=None) -> "Pipeline":
+        """Keep every network in CPU memory and move each to `device` (default: the pipeline's) only while its stage
+        runs: text encoders, UNet, VAE, vocoder. Accelerator memory then peaks at the largest network plus
+        activations instead of all of them (AudioLDM 2 large: the UNet alone); outputs are unchanged, each move
+        costs a host-to-device copy per call."""
+        self.device = self.device if device is None else torch.device(device)
+        self.offload = True
+        for module in self.modules().values():
+            if module is not None:
+                module.to("cpu")
+        return self
+
+    def stage(self, *names: str) -> None:
+        """Called before a stage runs with the names (keys of modules()) of the networks it uses: with offload on,
+        they move to the pipeline's device and every other network to the CPU; otherwise nothing happens."""
+        if not self.offload:
+            return
+        for name, module in self.modules().items():
+            if module is not None:
+                module.to(self.device if name in names else torch.device("cpu"))
+
     def to(self, device=None, dtype=None) -> "Pipeline":
+        self.offload = False
         for module in self.modules().values():
             module.to(device=device, dtype=dtype if dtype is not None and module is not None else None)
         if device is not None:
