@@ -17,6 +17,7 @@ WORK=${WORK:-$HOME/.cache/soundsmith/train}
 OUT=${OUT:-src/soundsmith/demo}
 THREADS=${THREADS:-1}
 STAGES=${STAGES:-"data vocoder clap text vae unet demo"}
+UNET_STEPS=${UNET_STEPS:-UNSET}  # the shipped demo's step count: docs/training.md
 RUN="nice -n 10 python -m soundsmith.cli"
 COMMON="--threads $THREADS --save-every 250"
 
@@ -24,14 +25,14 @@ mkdir -p "$WORK"
 for stage in $STAGES; do
   echo "== $stage ($(date -u +%H:%M:%S))"
   case $stage in
-    data)    [ -f "$DATA/manifest.jsonl" ] || $RUN data synth --out "$DATA" --n 10000 ;;
+    data)    [ -f "$DATA/manifest.jsonl" ] || $RUN data synth --out "$DATA" --n 10000 --sample-rate 22050 ;;
     vocoder) $RUN train vocoder --out "$WORK/vocoder" ;;
-    clap)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap" --steps 1200 --batch 48 $COMMON --resume ;;
+    clap)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap" --steps 425 --batch 48 $COMMON --resume ;;
     text)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap-text" --text-from "$WORK/clap" \
-               --paraphrases 20000 --steps 6000 --batch 128 $COMMON --resume ;;
-    vae)     $RUN train vae --data "$DATA/manifest.jsonl" --out "$WORK/vae" --steps 1200 --batch 16 --crop 64 $COMMON --resume ;;
+               --paraphrases 20000 --steps 3000 --batch 128 $COMMON --resume ;;
+    vae)     $RUN train vae --data "$DATA/manifest.jsonl" --out "$WORK/vae" --steps 1000 --batch 16 --crop 64 $COMMON --resume ;;
     unet)    $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet" --clap "$WORK/clap-text" --vae "$WORK/vae" \
-               --conditioning teacher --steps 20000 --batch 16 --crop 32 $COMMON --resume ;;
+               --conditioning teacher --steps "$UNET_STEPS" --batch 16 --crop 32 $COMMON --resume ;;
     demo)    $RUN train demo --clap "$WORK/clap-text" --vae "$WORK/vae" --unet "$WORK/unet" --vocoder "$WORK/vocoder" \
                --out "$OUT" --dtype float16 && du -sh "$OUT" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;

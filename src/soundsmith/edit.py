@@ -212,7 +212,7 @@ def _generate(pipe, x0: torch.Tensor, keep: int, prompt, *, strength: float = 1.
     x0 = x0.repeat(n, 1, 1, 1)
     target = x0[:, :, first_row:]
     known = None if known is None else known[:, :, first_row:] if known.shape[2] > 1 else known
-    noise = pipe.initial_latents(n, target.shape[2], generator, None, pipe.dtype)
+    noise = pipe.initial_latents(n, target.shape[2], generator, None)
     if noise.shape[-1] != target.shape[-1]:
         raise InvalidArgument(f"audio latents of width {target.shape[-1]} do not fit this UNet ({noise.shape[-1]})")
     plan = samplers.plan(pipe.scheduler_config, sampler, steps, **(sampler_options or {}))

@@ -112,7 +112,7 @@ class AudioLDM(Pipeline):
 
         class_labels = self.encode_prompt(prompts, negative, n, guidance_scale > 1.0, prompt_embeds,
                                           negative_prompt_embeds)
-        x = self.initial_latents(batch * n, rows, generator, latents, class_labels.dtype)
+        x = self.initial_latents(batch * n, rows, generator, latents)
         model = guided(self.unet, {"class_labels": class_labels}, guidance_scale)
         with lora.scaled(self.unet, (cross_attention_kwargs or {}).get("scale")):
             x = self.denoise(model, x, steps=num_inference_steps, sampler=sampler, generator=generator, eta=eta,

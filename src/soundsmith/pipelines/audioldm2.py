@@ -198,7 +198,7 @@ class AudioLDM2(Pipeline):
             prompts, transcriptions, negative, n, guidance_scale > 1.0, max_new_tokens, prompt_embeds,
             negative_prompt_embeds, generated_prompt_embeds, negative_generated_prompt_embeds, attention_mask,
             negative_attention_mask)
-        x = self.initial_latents(batch * n, rows, generator, latents, conditioning["encoder_hidden_states_1"].dtype)
+        x = self.initial_latents(batch * n, rows, generator, latents)
         model = guided(self.unet, conditioning, guidance_scale)
         x = self.denoise(model, x, steps=num_inference_steps, sampler=sampler, generator=generator, eta=eta,
                          callback=callback, callback_steps=callback_steps, progress=progress,

@@ -107,8 +107,11 @@ def guided(unet: Callable, conditioning: dict, guidance_scale: float) -> Callabl
     """The model the sampler sees: UNet on [uncond; cond] and the classifier-free guidance combine
     ε = ε_u + g·(ε_c − ε_u) (Ho & Salimans 2022). `conditioning` holds UNet keyword tensors already batched as
     [uncond; cond] when guidance is on. x may stack k copies of the batch (long-form windows, (k·B, C, H, W)): the
-    conditioning is then repeated to match."""
+    conditioning is then repeated to match. The sampler's state stays float32 whatever the network's dtype: x goes
+    in cast to the UNet's dtype and ε comes back as float32, so bfloat16 / float16 round only inside the network,
+    not the latents they update step after step."""
     do_cfg = guidance_scale > 1.0
+    dtype = next(unet.parameters()).dtype
     branches = 2 if do_cfg else 1
     rows = next((v.shape[0] for v in conditioning.values() if torch.is_tensor(v)), 0)
 
@@ -118,7 +121,7 @@ def guided(unet: Callable, conditioning: dict, guidance_scale: float) -> Callabl
             k = x.shape[0] // batch
             cond = {name: v.unflatten(0, (branches, 1, batch)).expand(branches, k, batch, *v.shape[1:]).flatten(0, 2)
                     if torch.is_tensor(v) else v for name, v in conditioning.items()}
-        out = unet(torch.cat([x, x]) if do_cfg else x, t, **cond)
+        out = unet((torch.cat([x, x]) if do_cfg else x).to(dtype), t, **cond).float()
         if not do_cfg:
             return out
         uncond, cond = out.chunk(2)
@@ -220,12 +223,14 @@ class Pipeline:
         return frames // f, int(seconds * self.sample_rate)
 
     # ---- noise and sampling ------------------------------------------------------------------------------------
-    def initial_latents(self, batch: int, rows: int, generator, latents: torch.Tensor | None, dtype) -> torch.Tensor:
+    def initial_latents(self, batch: int, rows: int, generator, latents: torch.Tensor | None) -> torch.Tensor:
+        """The sampler's starting noise (B, C, rows, W), float32 in every pipeline dtype (see `guided`): the same
+        draws as a float32 run, so precisions differ only by the network's rounding."""
         if latents is not None:
-            return latents.to(self.device)
+            return latents.to(self.device, torch.float32)
         width = self.vocoder.config.model_in_dim // self.vae_scale_factor
         shape = (batch, self.unet.config.in_channels, rows, width)
-        return samplers.randn(shape, generator, self.device, dtype)
+        return samplers.randn(shape, generator, self.device, torch.float32)
 
     def denoise(self, model: Callable, latents: torch.Tensor, *, steps: int, sampler: str | None, generator, eta,
                 callback, callback_steps: int, progress: bool, sampler_options: dict | None = None,

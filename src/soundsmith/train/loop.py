@@ -7,8 +7,9 @@ Randomness is seeded per (seed, step, rank), so a resumed run draws the same bat
 
 Files in OUT: checkpoint.pt (step, trainable weights, optimizer, EMA), losses.jsonl (one object per logged step:
 step, loss, its parts, lr, seconds), and whatever the stage's `export` writes (the diffusers-layout component).
-Run on several processes with `accelerate launch --num_processes 2 --cpu -m soundsmith.cli train …` (gloo on
-CPU, NCCL on GPUs); --batch is the global batch, split over processes.
+Run on several processes with `torchrun --nproc_per_node 2 -m soundsmith.cli train …` (accelerate picks up the
+torch distributed environment: gloo on CPU, NCCL on GPUs; `accelerate launch --cpu` starts a single process on a
+machine without GPUs); --batch is the global batch, split over processes.
 """
 
 import json
