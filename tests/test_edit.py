@@ -79,6 +79,22 @@ def test_files_arrays_and_rates_all_arrive_as_mono_at_the_model_rate(audioldm, t
     assert len(at_48k) == len(x)
 
 
+@pytest.mark.parametrize("suffix, subtype, tolerance", [("ogg", "VORBIS", 0.1), ("mp3", "MPEG_LAYER_III", 0.2)])
+def test_compressed_files_are_read(audioldm, tmp_path, suffix, subtype, tolerance):
+    x = audio.resample(signal(1.0), 16000, 44100)
+    path = tmp_path / f"in.{suffix}"
+    soundfile.write(path, np.stack([x.numpy(), x.numpy()], axis=1), 44100, subtype=subtype)
+    waveform = edit.load_waveform(audioldm, path)
+    reference = audio.resample(x, 44100, 16000)
+    n = min(len(waveform), len(reference))
+    assert abs(len(waveform) - len(reference)) < 0.05 * 16000  # codecs pad a frame at most
+    lag = max(range(-2000, 2001), key=lambda k: float((waveform[max(k, 0):n + min(k, 0)]
+                                                      * reference[max(-k, 0):n - max(k, 0)]).sum()))
+    a, b = waveform[max(lag, 0):n + min(lag, 0)], reference[max(-lag, 0):n - max(lag, 0)]
+    error = float((a - b).norm() / b.norm())
+    assert error < tolerance
+
+
 def test_reconstruct_is_encode_decode_vocode_at_the_input_length(pipe):
     x = signal()
     out = edit.reconstruct(pipe, x)
@@ -239,6 +255,18 @@ def test_cli_round_trip(capsys, tiny_audioldm, input_wav, tmp_path, command, ext
         again = tmp_path / f"{command}-again.wav"
         assert run(capsys, command, input_wav, *extra, "-m", tiny_audioldm, *steps, "-o", again)[0] == 0
         np.testing.assert_array_equal(soundfile.read(out)[0], soundfile.read(again)[0])
+
+
+@pytest.mark.parametrize("family", ["tiny_musicldm", "tiny_audioldm2"])
+def test_cli_edits_with_every_family(capsys, request, input_wav, tmp_path, family):
+    folder = request.getfixturevalue(family)
+    for command, extra in [("transfer", ["a dog barking", "--strength", "0.5"]),
+                           ("inpaint", ["a dog barking", "--mask", "0.05-0.1"])]:
+        out = tmp_path / f"{family}-{command}.wav"
+        code, stdout, stderr = run(capsys, command, input_wav, *extra, "-m", folder, "--steps", "2", "--seed", "1",
+                                   "-o", out)
+        assert code == 0, stderr
+        assert soundfile.info(out).frames == 4096 and read_metadata(out)["model"] == str(folder)
 
 
 def test_cli_edit_commands_take_the_quality_presets(capsys, tiny_audioldm, input_wav, tmp_path):
