@@ -113,3 +113,19 @@ def test_model_offload_runs_each_network_in_its_stage_and_changes_nothing(reques
     np.testing.assert_array_equal(out.audios, reference.audios)
     with pytest.raises(soundsmith.InvalidArgument, match="offload=True needs a cuda or mps device"):
         soundsmith.load(folder, device="cpu", offload=True)
+
+
+def test_a_models_own_defaults_come_from_soundsmith_json(tiny_audioldm, tmp_path):
+    import shutil
+
+    folder = tmp_path / "own-defaults"
+    shutil.copytree(tiny_audioldm, folder)
+    (folder / "soundsmith.json").write_text('{"num_inference_steps": 7, "guidance_scale": 4.5}')
+    pipe = soundsmith.load(folder, device="cpu")
+    assert (pipe.default_steps, pipe.default_guidance) == (7, 4.5)
+    steps = []
+    pipe("a dog", audio_length_in_s=0.1, seed=0, callback=lambda i, t, x: steps.append(i), callback_steps=1)
+    assert len(steps) == 7
+    (folder / "soundsmith.json").write_text('{"num_inference_steps": 0}')
+    with pytest.raises(soundsmith.CheckpointError, match="soundsmith.json: num_inference_steps must be"):
+        soundsmith.load(folder, device="cpu")

@@ -103,6 +103,22 @@ def check_call(*, steps, guidance_scale, num_waveforms_per_prompt, eta, callback
             raise InvalidArgument(f"seed={seed!r} is not allowed: give a whole number between 0 and 2^63 − 1")
 
 
+def model_defaults(folder: Path, steps: int, guidance: float) -> tuple[int, float]:
+    """(steps, guidance) a model is called with by default: the family's, unless the folder has a soundsmith.json
+    with {"num_inference_steps": N, "guidance_scale": G} (written by `soundsmith train demo` for models trained
+    with settings of their own; diffusers ignores the file). The CLI and AudioLDM / MusicLDM calls use them; an
+    AudioLDM 2 call keeps the reference's signature defaults."""
+    path = Path(folder) / "soundsmith.json"
+    if not path.exists():
+        return steps, guidance
+    own = checkpoints.read_json(path)
+    steps, guidance = own.get("num_inference_steps", steps), own.get("guidance_scale", guidance)
+    if not (isinstance(steps, int) and steps >= 1 and isinstance(guidance, (int, float)) and guidance >= 0):
+        raise CheckpointError(f"{path}: num_inference_steps must be an integer ≥ 1 and guidance_scale a number ≥ 0 "
+                              f"(got {steps!r}, {guidance!r})")
+    return steps, float(guidance)
+
+
 def guided(unet: Callable, conditioning: dict, guidance_scale: float) -> Callable:
     """The model the sampler sees: UNet on [uncond; cond] and the classifier-free guidance combine
     ε = ε_u + g·(ε_c − ε_u) (Ho & Salimans 2022). `conditioning` holds UNet keyword tensors already batched as
@@ -181,9 +197,11 @@ class Pipeline:
             raise CheckpointError(f"{folder}: the vocoder's {vocoder.config.model_in_dim} mel bins are not divisible "
                                   f"by the VAE factor {vae.config.scale_factor}")
         conditioning = cls.load_conditioning(folder, index, device, dtype)
-        return cls(unet=unet, vae=vae, vocoder=vocoder, scheduler_config=scheduler_config,
+        pipe = cls(unet=unet, vae=vae, vocoder=vocoder, scheduler_config=scheduler_config,
                    unet_sample_size=unet_cfg.get("sample_size"), name=name, folder=folder, device=device,
                    dtype=dtype, **conditioning)
+        pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance)
+        return pipe
 
     @classmethod
     def load_conditioning(cls, folder: Path, index: dict, device, dtype) -> dict:

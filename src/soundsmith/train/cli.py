@@ -70,6 +70,8 @@ def add_commands(sub) -> None:
     p.add_argument("--vocoder", required=True, help="OUT folder of `train vocoder`")
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--default-steps", type=int, default=None, help="the model's default sampler steps")
+    p.add_argument("--default-guidance", type=float, default=None, help="the model's default guidance scale")
     p.set_defaults(func=cmd_demo)
 
     p = stages.add_parser("adherence", help="generate the held-out eval prompts and classify the clips")
@@ -297,8 +299,10 @@ def cmd_vocoder(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import assemble
 
+    defaults = {k: v for k, v in (("num_inference_steps", args.default_steps),
+                                  ("guidance_scale", args.default_guidance)) if v is not None}
     folder = assemble(clap=Path(args.clap), vae=Path(args.vae), unet=Path(args.unet), vocoder=Path(args.vocoder),
-                      out=Path(args.out), dtype=args.dtype)
+                      out=Path(args.out), dtype=args.dtype, defaults=defaults)
     print(folder)
     return 0
 

@@ -54,8 +54,10 @@ def _cast_safetensors(file: Path, dtype: torch.dtype) -> None:
     save_file(tensors, file, metadata={"format": "pt"})
 
 
-def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dtype: str = "float16") -> Path:
-    """Copy/convert each stage's export into `out` (replaced whole, atomically); returns `out`."""
+def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dtype: str = "float16",
+             defaults: dict | None = None) -> Path:
+    """Copy/convert each stage's export into `out` (replaced whole, atomically); returns `out`. `defaults`
+    ({"num_inference_steps": N, "guidance_scale": G}) go to soundsmith.json: the model's own call defaults."""
     from . import clap as clap_stage
     from .unet import SCHEDULER_CONFIG
 
@@ -77,6 +79,8 @@ def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dty
     vae_factor = 2 ** (len(json.loads((tmp / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
     seconds = unet_cfg["sample_size"] * vae_factor * math.prod(voc_cfg["upsample_rates"]) / voc_cfg["sampling_rate"]
     (tmp / "README.md").write_text(README.format(seconds=seconds))
+    if defaults:
+        (tmp / "soundsmith.json").write_text(json.dumps(defaults, indent=2) + "\n")
     if dtype == "float16":
         for file in tmp.rglob("*.safetensors"):
             _cast_safetensors(file, torch.float16)
