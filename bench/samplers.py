@@ -1,7 +1,8 @@
 """How fast each deterministic sampler converges: error of the generated mel against a converged solution, as a
 function of UNet evaluations — the measurement behind the --quality presets.
 
-    .venv/bin/python bench/samplers.py --model PATH_OR_NAME [--seconds 5.12] [--prompts 4] [--write]
+    .venv/bin/python bench/samplers.py --model PATH_OR_NAME [--seconds 5.12] [--prompts 4] [--samplers …]
+                                       [--steps 5 10 …] [--write]
 
 The target is what the reference's quality setting gives: DDIM at 200 steps (the default of AudioLDM 2 and
 MusicLDM). The deterministic samplers approach it as steps grow (they solve the same probability-flow ODE, up to
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--seconds", type=float, default=5.12)
     parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--samplers", nargs="+", default=DETERMINISTIC, choices=DETERMINISTIC)
+    parser.add_argument("--steps", nargs="+", type=int, default=STEPS)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
@@ -49,17 +52,17 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     truth = {case: mel_of(pipe, *case, "ddim", 200, args.seconds) for case in cases}
     rows = []
-    for sampler in DETERMINISTIC:
-        for steps in STEPS:
+    for sampler in args.samplers:
+        for steps in args.steps:
             errors = [((mel_of(pipe, *case, sampler, steps, args.seconds) - truth[case]).norm()
                        / truth[case].norm()).item() for case in cases]
             nfe = steps * (2 if sampler in TWO_EVALS else 1)
             rows.append((sampler, steps, nfe, statistics.median(errors)))
             print(f"{sampler:9s} {steps:3d} steps {nfe:3d} UNet evals  mel error {rows[-1][3]:.4f}", flush=True)
 
-    lines = ["| sampler | " + " | ".join(f"{s} steps" for s in STEPS) + " |",
-             "|---|" + "---|" * len(STEPS)]
-    for sampler in DETERMINISTIC:
+    lines = ["| sampler | " + " | ".join(f"{s} steps" for s in args.steps) + " |",
+             "|---|" + "---|" * len(args.steps)]
+    for sampler in args.samplers:
         cells = [f"{err:.3f}" + (f" ({nfe})" if sampler in TWO_EVALS else "")
                  for name, _, nfe, err in rows if name == sampler]
         lines.append(f"| {sampler} | " + " | ".join(cells) + " |")

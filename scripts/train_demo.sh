@@ -17,7 +17,7 @@ WORK=${WORK:-$HOME/.cache/soundsmith/train}
 OUT=${OUT:-src/soundsmith/demo}
 THREADS=${THREADS:-1}
 STAGES=${STAGES:-"data vocoder clap text vae unet demo"}
-UNET_STEPS=${UNET_STEPS:-UNSET}  # the shipped demo's step count: docs/training.md
+UNET_STEPS=${UNET_STEPS:-12965}  # the shipped demo's UNet ran 12,965 steps
 RUN="nice -n 10 python -m soundsmith.cli"
 COMMON="--threads $THREADS --save-every 250"
 
@@ -34,7 +34,7 @@ for stage in $STAGES; do
     unet)    $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet" --clap "$WORK/clap-text" --vae "$WORK/vae" \
                --conditioning teacher --steps "$UNET_STEPS" --batch 16 --crop 32 $COMMON --resume ;;
     demo)    $RUN train demo --clap "$WORK/clap-text" --vae "$WORK/vae" --unet "$WORK/unet" --vocoder "$WORK/vocoder" \
-               --out "$OUT" --dtype float16 && du -sh "$OUT" ;;
+               --out "$OUT" --dtype float16 --default-steps 25 --default-guidance 2.5 && du -sh "$OUT" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

@@ -14,8 +14,8 @@ import torch
 from ..audio import resample
 
 
-def measure(pipe, classifier, seeds: int = 2, steps: int = 25, guidance: float | None = None,
-            seconds: float | None = None, progress: bool = True) -> dict:
+def measure(pipe, classifier, seeds: int = 2, steps: int | None = None, guidance: float | None = None,
+            seconds: float | None = None, progress: bool = True, sampler: str | None = None) -> dict:
     """→ the eval.classify report {"accuracy", "per_category": {category: (correct, total)}, "confusions"} plus
     "seconds" and the settings."""
     from tqdm import tqdm
@@ -29,14 +29,15 @@ def measure(pipe, classifier, seeds: int = 2, steps: int = 25, guidance: float |
     mels, categories = [], []
     for category, prompt, seed in tqdm(jobs, desc="adherence", disable=not progress, file=sys.stderr):
         out = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, audio_length_in_s=seconds,
-                   seed=seed, output_type="pt")
+                   seed=seed, output_type="pt", sampler=sampler)
         mels.append(mel_of(resample(out.audios[0], out.sample_rate, SAMPLE_RATE)))
         categories.append(category)
     with torch.no_grad():
         report = evaluate(classifier, mels, categories)
     report = {k: v for k, v in report.items()}
     report["per_category"] = {c: v for c, v in report["per_category"].items() if v[1]}  # "other" has no prompts
-    report.update(seconds=round(time.time() - began, 1), seeds=seeds, steps=steps, guidance=guidance)
+    report.update(seconds=round(time.time() - began, 1), seeds=seeds, steps=steps or pipe.default_steps,
+                  guidance=guidance or pipe.default_guidance, sampler=sampler or pipe.scheduler_config["_class_name"])
     return report
 
 
@@ -48,9 +49,10 @@ def cmd_adherence(args) -> int:
         torch.set_num_threads(args.threads)
     pipe = load(args.model, device="cpu")
     report = measure(pipe, load_classifier(args.classifier), seeds=args.seeds, steps=args.steps,
-                     guidance=args.guidance, seconds=args.duration, progress=not args.no_progress)
+                     guidance=args.guidance, seconds=args.duration, progress=not args.no_progress,
+                     sampler=args.sampler)
     print(format_report(report))
     print(f"confusions: {report['confusions']}")
-    print(f"{args.model}: {report['seeds']} seed(s) per prompt, {report['steps']} steps, guidance "
-          f"{report['guidance'] or pipe.default_guidance}, {report['seconds']} s")
+    print(f"{args.model}: {report['seeds']} seed(s) per prompt, {report['sampler']} {report['steps']} steps, "
+          f"guidance {report['guidance']}, {report['seconds']} s")
     return 0
