@@ -4,7 +4,7 @@
 
 Each length runs in a fresh process (its peak RSS is that process's ru_maxrss): load the pipeline, generate
 `seconds` of audio with `steps` sampler steps (default sampler, guidance 2.5), decode to a waveform. Above 20.48 s
-generation is long-form (longform.py): windowed denoising and exact chunked decoding. The script prints the curve,
+generation is long-form (longform.py, chunked.py): windowed denoising and exact chunked decoding. The script prints the curve,
 the 120 s / 30 s ratio (target ≤ 1.2: memory bounded by the window) and the 60 s peak (target ≤ 4 GB), then, in
 one more process, decodes the same latents of --error-seconds both chunked and in one piece and prints the relative
 errors (target ≤ 1e-4). Results are prepended to bench/RESULTS.md. The folder is built by
@@ -77,7 +77,7 @@ def child_error(seconds: float, steps: int) -> dict:
     import torch
 
     import soundsmith
-    from soundsmith import longform
+    from soundsmith import chunked, longform
 
     pipe = soundsmith.load(FOLDER, device="cpu")
     pipe.long_form = longform.LongForm(above_seconds=0.0)  # chunked decoding at any length
@@ -96,7 +96,7 @@ def child_error(seconds: float, steps: int) -> dict:
         return float((a - b).norm() / b.norm())
 
     return dict(seconds=seconds, mel_error=error(mel, whole_mel), waveform_error=error(waveform, whole),
-                vocoder_error=error(pipe.vocoder(mel), longform.vocode_chunked(pipe.vocoder, mel, 512)),
+                vocoder_error=error(pipe.vocoder(mel), chunked.vocode_chunked(pipe.vocoder, mel, 512)),
                 chunked_s=chunked_s, whole_s=whole_s)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import soundsmith
-from soundsmith import longform
+from soundsmith import chunked, longform
 from soundsmith.errors import InvalidArgument
 from soundsmith.pipelines.base import guided
 
@@ -129,9 +129,9 @@ def test_chunked_vae_equals_unchunked(family, chunk, budget_mb, request):
     vae, g = pipe.vae, torch.Generator().manual_seed(0)
     z = torch.randn(1, vae.config.latent_channels, 37, 4, generator=g)
     with torch.no_grad():
-        assert relative_error(longform.vae_decode(vae, z, chunk, budget_mb), vae.decode(z)) < 1e-5
+        assert relative_error(chunked.vae_decode(vae, z, chunk, budget_mb), vae.decode(z)) < 1e-5
         mel = torch.randn(1, 1, 37 * vae.config.scale_factor, 8, generator=g)
-        assert relative_error(longform.vae_encode(vae, mel, chunk, budget_mb), vae.encode(mel)[0]) < 1e-5
+        assert relative_error(chunked.vae_encode(vae, mel, chunk, budget_mb), vae.encode(mel)[0]) < 1e-5
 
 
 @pytest.mark.parametrize("frames, chunk", [(301, 40), (64, 1000)])
@@ -140,9 +140,9 @@ def test_chunked_vocoder_equals_unchunked(tiny_audioldm, tiny_10ms, frames, chun
         vocoder = soundsmith.load(folder, device="cpu").vocoder
         mel = torch.randn(2, frames, 8, generator=torch.Generator().manual_seed(frames))
         with torch.no_grad():
-            whole, chunked = vocoder(mel), longform.vocode_chunked(vocoder, mel, chunk)
-        assert chunked.shape == whole.shape
-        assert relative_error(chunked, whole) < 1e-5
+            whole, pieces = vocoder(mel), chunked.vocode_chunked(vocoder, mel, chunk)
+        assert pieces.shape == whole.shape
+        assert relative_error(pieces, whole) < 1e-5
 
 
 def test_long_generation_decodes_in_chunks_equal_to_one_piece(tiny_10ms):

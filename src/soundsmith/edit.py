@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio, longform, samplers
+from . import audio, chunked, longform, samplers
 from .errors import InvalidArgument
 from .pipelines.base import check_call, check_duration, check_negative, check_prompt, guided
 
@@ -87,7 +87,7 @@ def encode(pipe, waveform: torch.Tensor) -> torch.Tensor:
     mel = input_mel(pipe, waveform)[:, None].to(pipe.device, pipe.dtype)
     pipe.stage("vae")
     if longform.is_long(pipe, mel.shape[-2] // pipe.vae_scale_factor):
-        mean = longform.vae_encode(pipe.vae, mel, pipe.long_form.decode_rows, pipe.long_form.budget_mb)
+        mean = chunked.vae_encode(pipe.vae, mel, pipe.long_form.decode_rows, pipe.long_form.budget_mb)
     else:
         mean = pipe.vae.encode(mel)[0]
     return mean * pipe.vae.config.scaling_factor
