@@ -185,3 +185,13 @@ def test_unknown_quality_is_refused(capsys, tmp_path):
         main(["generate", "a dog", "-q", "best", "-o", str(tmp_path / "a.wav")])
     assert info.value.code == 2
     assert "invalid choice: 'best'" in capsys.readouterr().err
+
+
+def test_offload_on_cpu_is_one_line_and_exit_2(tiny_audioldm, tmp_path, capsys):
+    from soundsmith.cli import main
+
+    code = main(["generate", "a dog", "-m", str(tiny_audioldm), "--device", "cpu", "--offload",
+                 "-o", str(tmp_path / "x.wav")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("soundsmith: error: offload=True needs a cuda or mps device")
+    assert not (tmp_path / "x.wav").exists()

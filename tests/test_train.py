@@ -423,3 +423,14 @@ def test_unreadable_audio_is_one_line_naming_file_and_line(tmp_path, capsys):
                  "--no-progress", "--pidfile", ""])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and str(manifest) in err and "line 1" in err
+
+
+@pytest.mark.parametrize("flag, value", [("--default-steps", "0"), ("--default-guidance", "-1")])
+def test_demo_defaults_are_checked_before_anything_is_built(tmp_path, capsys, flag, value):
+    from soundsmith.cli import main
+
+    code = main(["train", "demo", "--clap", "c", "--vae", "v", "--unet", "u", "--vocoder", "w",
+                 "--out", str(tmp_path / "out"), flag, value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and flag in err and value in err
+    assert not (tmp_path / "out").exists()

@@ -300,6 +300,10 @@ def cmd_vocoder(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import assemble
 
+    if args.default_steps is not None and args.default_steps < 1:
+        raise InvalidArgument(f"--default-steps {args.default_steps}: must be at least 1")
+    if args.default_guidance is not None and not args.default_guidance >= 0:
+        raise InvalidArgument(f"--default-guidance {args.default_guidance:g}: must be a number ≥ 0")
     defaults = {k: v for k, v in (("num_inference_steps", args.default_steps),
                                   ("guidance_scale", args.default_guidance)) if v is not None}
     folder = assemble(clap=Path(args.clap), vae=Path(args.vae), unet=Path(args.unet), vocoder=Path(args.vocoder),
