@@ -90,6 +90,19 @@ def _mid(mid) -> list[_Stage]:
     return stages + _resnet(mid.resnets[1])
 
 
+def _block_stages(blocks, resampler: str, scale: float, radius: float) -> list[_Stage]:
+    """The resnets of each up or down block, then its resampler (`upsamplers` / `downsamplers`) when it has one,
+    which changes the row count by `scale`."""
+    stages = []
+    for block in blocks:
+        for resnet in block.resnets:
+            stages += _resnet(resnet)
+        if getattr(block, resampler) is not None:
+            step = getattr(block, resampler)[0]
+            stages.append(_Stage(lambda state, norm, step=step: (step(state[0]),), scale=scale, radius=radius))
+    return stages
+
+
 def _decoder_stages(vae) -> list[_Stage]:
     d = vae.decoder
 
@@ -97,13 +110,7 @@ def _decoder_stages(vae) -> list[_Stage]:
         z = state[0] if vae.post_quant_conv is None else vae.post_quant_conv(state[0])
         return (d.conv_in(z),)
 
-    stages = [_Stage(first)] + _mid(d.mid_block)
-    for block in d.up_blocks:
-        for resnet in block.resnets:
-            stages += _resnet(resnet)
-        if block.upsamplers is not None:
-            up = block.upsamplers[0]
-            stages.append(_Stage(lambda state, norm, up=up: (up(state[0]),), scale=2.0, radius=0.5))
+    stages = [_Stage(first)] + _mid(d.mid_block) + _block_stages(d.up_blocks, "upsamplers", 2.0, 0.5)
     stages.append(_Stage(lambda state, norm: (d.conv_out(F.silu(norm(d.conv_norm_out, state[0]))),),
                          d.conv_norm_out))
     return stages
@@ -112,13 +119,7 @@ def _decoder_stages(vae) -> list[_Stage]:
 def _encoder_stages(vae) -> list[_Stage]:
     e = vae.encoder
     stages = [_Stage(lambda state, norm: (e.conv_in(state[0]),))]
-    for block in e.down_blocks:
-        for resnet in block.resnets:
-            stages += _resnet(resnet)
-        if block.downsamplers is not None:
-            down = block.downsamplers[0]
-            stages.append(_Stage(lambda state, norm, down=down: (down(state[0]),), scale=0.5, radius=2.0))
-    stages += _mid(e.mid_block)
+    stages += _block_stages(e.down_blocks, "downsamplers", 0.5, 2.0) + _mid(e.mid_block)
 
     def last(state, norm):
         moments = e.conv_out(F.silu(norm(e.conv_norm_out, state[0])))
