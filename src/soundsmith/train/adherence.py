@@ -37,7 +37,7 @@ def measure(pipe, classifier, seeds: int = 2, steps: int | None = None, guidance
     report = {k: v for k, v in report.items()}
     report["per_category"] = {c: v for c, v in report["per_category"].items() if v[1]}  # "other" has no prompts
     report.update(seconds=round(time.time() - began, 1), seeds=seeds, steps=steps or pipe.default_steps,
-                  guidance=guidance or pipe.default_guidance, sampler=sampler or pipe.scheduler_config["_class_name"])
+                  guidance=pipe.default_guidance if guidance is None else guidance, sampler=sampler or pipe.scheduler_config["_class_name"])
     return report
 
 
