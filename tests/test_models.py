@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from soundsmith import runtime
+from soundsmith.models.layers import Linear
 from soundsmith.models.unet import UNet, UNetConfig
 from soundsmith.models.vae import AutoencoderKL, VAEConfig
 from soundsmith.models.vocoder import HifiGan, VocoderConfig
@@ -22,6 +24,57 @@ def _ours_from(reference, cls, cfg_cls):
     return ours
 
 
+@pytest.fixture(params=["blas", "onednn"])
+def linear_path(request):
+    """Both ways float32 CPU linear layers can multiply (runtime.linear_path picks one per machine)."""
+    runtime.set_linear_path(request.param)
+    yield request.param
+    runtime.set_linear_path(None)
+
+
+@pytest.mark.parametrize("shape", [(300, 24), (2, 150, 24), (3, 5, 40, 24)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_matches_linear_with_gradients(shape, bias):
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(24, 40, bias=bias)
+    ours = Linear(24, 40, bias=bias)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(shape, requires_grad=True)
+    runtime.set_linear_path("onednn")
+    try:
+        got = ours(x)
+    finally:
+        runtime.set_linear_path(None)
+    expected = reference(x)
+    assert got.shape == expected.shape and rel_err(got, expected) < 1e-6
+    (grad_got,) = torch.autograd.grad(got.square().sum(), x)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    assert rel_err(grad_got, grad_expected) < 1e-6
+    # a transposed (non-contiguous) input takes the same path
+    xt = torch.randn(shape[-1], 200).T
+    runtime.set_linear_path("onednn")
+    try:
+        assert rel_err(ours(xt), reference(xt)) < 1e-6
+    finally:
+        runtime.set_linear_path(None)
+
+
+def test_linear_path_is_measured_or_forced(monkeypatch):
+    runtime.set_linear_path(None)
+    monkeypatch.setenv("SOUNDSMITH_CPU_LINEAR", "blas")
+    assert runtime.linear_path() == "blas"
+    runtime.set_linear_path(None)
+    monkeypatch.setenv("SOUNDSMITH_CPU_LINEAR", "auto")
+    assert runtime.linear_path() in ("blas", "onednn")
+    runtime.set_linear_path(None)
+    monkeypatch.setenv("SOUNDSMITH_CPU_LINEAR", "fast")
+    from soundsmith.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="SOUNDSMITH_CPU_LINEAR='fast'.*auto, onednn, blas"):
+        runtime.linear_path()
+    runtime.set_linear_path(None)
+
+
 AUDIOLDM_UNET = dict(
     block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=8, sample_size=32, in_channels=4, out_channels=4,
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -30,7 +83,7 @@ AUDIOLDM_UNET = dict(
 
 
 @pytest.mark.parametrize("height", [32, 25])  # 25 rows exercises the odd-size upsampling path
-def test_audioldm_unet_matches_diffusers(height):
+def test_audioldm_unet_matches_diffusers(height, linear_path):
     torch.manual_seed(0)
     ref = diffusers.UNet2DConditionModel(**AUDIOLDM_UNET).eval()
     for p in ref.parameters():  # random, not zero-initialised, so every path contributes
@@ -50,7 +103,7 @@ def test_audioldm_unet_matches_diffusers(height):
     (([None, 12, 20], [None, 12, 20]), 1),  # base layout: self, GPT-2, T5
     (([None, 12, 20, None], [None, 12, 20, None]), 2),  # large layout
 ])
-def test_audioldm2_unet_matches_diffusers(cross, depth):
+def test_audioldm2_unet_matches_diffusers(cross, depth, linear_path):
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 
     torch.manual_seed(0)

@@ -7,6 +7,9 @@ Measured on the 2-core AVX-512 CPU this project is built on (bench/RESULTS.md ha
 - oneDNN's convolutions run faster on channels-last activations for the VAE and for the UNet's two finest
   levels (UNet step, AudioLDM-S, 10.24 s: float32 0.92 → 0.86 s, bfloat16 0.36 → 0.29 s); its deep levels, 2–8
   pixels wide, run slower channels-last and stay channels-first.
+- float32 matrix products go to MKL's sgemm, which on AMD EPYC runs at half of oneDNN's rate on the same shapes
+  (2 cores, AVX-512: 95–180 vs 170–210 GFLOP/s on the UNet's token-wise products). `onednn_linear` measures both
+  once per process and sends the models' float32 CPU linear layers through oneDNN where it is faster.
 """
 
 import ctypes
@@ -18,6 +21,8 @@ import torch
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 _done = False
+LINEAR_PATHS = ("auto", "onednn", "blas")
+_linear_path: str | None = None
 
 
 def keep_freed_memory() -> bool:
@@ -55,3 +60,59 @@ def compile_pipeline(pipe, mode: str | None = None) -> None:
     pipe.unet = torch.compile(pipe.unet, mode=mode, dynamic=False)
     pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode, dynamic=False)
     pipe.vocoder = torch.compile(pipe.vocoder, mode=mode, dynamic=False)
+
+
+def linear_path() -> str:
+    """"onednn" or "blas": how float32 CPU linear layers multiply on this machine, decided once per process.
+
+    SOUNDSMITH_CPU_LINEAR=onednn|blas forces a path; "auto" (the default) times a (2048, 512) × (512, 1024)
+    product both ways, interleaved, best of 4, and takes oneDNN only when it is at least 15 % faster (MKL is the
+    better choice on Intel CPUs, so a close call stays with it). Both paths agree to float32 rounding (~1e-7)."""
+    global _linear_path
+    if _linear_path is None:
+        choice = os.environ.get("SOUNDSMITH_CPU_LINEAR", "auto")
+        if choice not in LINEAR_PATHS:
+            from .errors import InvalidArgument
+
+            raise InvalidArgument(f"SOUNDSMITH_CPU_LINEAR={choice!r}: must be one of {', '.join(LINEAR_PATHS)}")
+        _linear_path = _measure_linear_paths() if choice == "auto" else choice
+    return _linear_path
+
+
+def set_linear_path(path: str | None) -> None:
+    """Force "onednn" or "blas" for the rest of the process (None: decide again on the next call)."""
+    global _linear_path
+    if path not in (None, "onednn", "blas"):
+        raise ValueError(f"linear path {path!r}: must be 'onednn', 'blas' or None")
+    _linear_path = path
+
+
+@torch.no_grad()
+def _measure_linear_paths() -> str:
+    import time
+
+    import torch.nn.functional as F
+
+    if not torch.backends.mkldnn.is_available():
+        return "blas"
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 512, generator=generator)
+    w, b = torch.randn(1024, 512, generator=generator), torch.randn(1024, generator=generator)
+    paths = {"blas": lambda: F.linear(x, w, b), "onednn": lambda: onednn_linear(x, w, b)}
+    best = {name: float("inf") for name in paths}
+    for _ in range(4):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return "onednn" if best["onednn"] < 0.85 * best["blas"] else "blas"
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear through oneDNN: the rows of x (..., K) become the pixels of a (1, K, rows, 1) channels-last image
+    and weight (N, K) a 1×1 convolution, which oneDNN runs as one blocked GEMM. → (..., N), no copies when x is
+    contiguous."""
+    rows = x.reshape(-1, x.shape[-1])
+    image = rows.view(1, rows.shape[0], 1, rows.shape[1]).permute(0, 3, 1, 2)
+    out = torch.nn.functional.conv2d(image, weight.view(*weight.shape, 1, 1), bias)
+    return out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], weight.shape[0])

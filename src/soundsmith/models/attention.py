@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import Linear
+
 
 class Attention(nn.Module):
     """Scaled dot-product multi-head attention: queries from x (B, N, query_dim), keys/values from `context`
@@ -18,10 +20,10 @@ class Attention(nn.Module):
         super().__init__()
         inner = heads * dim_head
         self.heads = heads
-        self.to_q = nn.Linear(query_dim, inner, bias=bias)
-        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=bias)
-        self.to_v = nn.Linear(context_dim or query_dim, inner, bias=bias)
-        self.to_out = nn.ModuleList([nn.Linear(inner, query_dim), nn.Dropout(0.0)])
+        self.to_q = Linear(query_dim, inner, bias=bias)
+        self.to_k = Linear(context_dim or query_dim, inner, bias=bias)
+        self.to_v = Linear(context_dim or query_dim, inner, bias=bias)
+        self.to_out = nn.ModuleList([Linear(inner, query_dim), nn.Dropout(0.0)])
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         context = x if context is None else context
@@ -40,7 +42,7 @@ class GEGLU(nn.Module):
 
     def __init__(self, dim: int, inner: int):
         super().__init__()
-        self.proj = nn.Linear(dim, inner * 2)
+        self.proj = Linear(dim, inner * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
@@ -50,7 +52,7 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
-        self.net = nn.ModuleList([GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim)])
+        self.net = nn.ModuleList([GEGLU(dim, dim * mult), nn.Dropout(0.0), Linear(dim * mult, dim)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net[2](self.net[0](x))
@@ -89,7 +91,7 @@ class SpatialTransformer(nn.Module):
         self.linear_projection = linear_projection
         inner = heads * (channels // heads)
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
-        proj = nn.Linear if linear_projection else (lambda i, o: nn.Conv2d(i, o, 1))
+        proj = Linear if linear_projection else (lambda i, o: nn.Conv2d(i, o, 1))
         self.proj_in = proj(channels, inner)
         self.transformer_blocks = nn.ModuleList(TransformerBlock(inner, heads, context_dim) for _ in range(depth))
         self.proj_out = proj(inner, channels)

@@ -10,6 +10,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import runtime
+
+MIN_ONEDNN_ROWS = 64  # below this many rows a product is too small for the path choice to matter
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters, same state-dict names) whose float32 CPU products of many rows take the faster
+    of MKL and oneDNN on this machine (runtime.linear_path)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dtype == torch.float32 and x.device.type == "cpu" and x.numel() >= MIN_ONEDNN_ROWS * x.shape[-1]
+                and self.weight.dtype == torch.float32 and runtime.linear_path() == "onednn"):
+            return runtime.onednn_linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, flip_sin_to_cos: bool = True, shift: float = 0.0) -> torch.Tensor:
     """Sinusoidal embedding of diffusion timesteps, (B,) → (B, dim), as in DDPM / diffusers `get_timestep_embedding`.
@@ -41,8 +56,8 @@ class TimestepMLP(nn.Module):
 
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
-        self.linear_1 = nn.Linear(in_dim, dim)
-        self.linear_2 = nn.Linear(dim, dim)
+        self.linear_1 = Linear(in_dim, dim)
+        self.linear_2 = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(F.silu(self.linear_1(x)))
@@ -56,7 +71,7 @@ class ResnetBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_ch, eps=eps)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.time_emb_proj = nn.Linear(temb_dim, out_ch) if temb_dim else None
+        self.time_emb_proj = Linear(temb_dim, out_ch) if temb_dim else None
         self.norm2 = nn.GroupNorm(groups, out_ch, eps=eps)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None

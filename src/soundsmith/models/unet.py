@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .attention import SpatialTransformer
-from .layers import Downsample, ResnetBlock, TimestepMLP, Upsample, timestep_embedding
+from .layers import Downsample, Linear, ResnetBlock, TimestepMLP, Upsample, timestep_embedding
 
 # config keys whose non-default values select features this family never uses (and we do not implement)
 _UNSUPPORTED = {
@@ -167,7 +167,7 @@ class UNet(nn.Module):
         temb_dim = cfg.time_embed_dim or c0 * 4
         self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
         self.time_embedding = TimestepMLP(c0, temb_dim)
-        self.class_embedding = nn.Linear(cfg.class_embed_dim, temb_dim) if cfg.class_embed_dim else None
+        self.class_embedding = Linear(cfg.class_embed_dim, temb_dim) if cfg.class_embed_dim else None
         block_temb = temb_dim * 2 if (cfg.class_embed_dim and cfg.class_concat) else temb_dim
         chans = (c0,) + cfg.block_out_channels
         self.down_blocks = nn.ModuleList(DownBlock(cfg, i, chans[i], block_temb) for i in range(len(chans) - 1))
