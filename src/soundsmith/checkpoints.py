@@ -249,12 +249,12 @@ def load_module(module_cls, config, folder: Path, stem: str, dtype: torch.dtype,
         state = fix_keys(state)
     with torch.device("meta"):
         module = module_cls(config)
-    expected = set(module.state_dict())
-    missing, unexpected = expected - set(state), set(state) - expected
+    shapes = {key: tensor.shape for key, tensor in module.state_dict().items()}  # once: it walks every module
+    missing, unexpected = set(shapes) - set(state), set(state) - set(shapes)
     if missing or unexpected:
         raise CheckpointError(f"{folder} does not match its config: {_key_report(missing, unexpected)}")
     for key, tensor in state.items():
-        want = module.state_dict()[key].shape
+        want = shapes[key]
         if tensor.shape != want:
             raise CheckpointError(f"{folder}: {key} has shape {tuple(tensor.shape)}, the config implies {tuple(want)}")
     module.load_state_dict(state, strict=True, assign=True)
