@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench.py [--model audioldm-s-full-v2|audioldm2] [--steps 10 20]
                                     [--dtypes float32 bfloat16] [--repeats 3] [--seconds 10.24] [--quick]
+                                    [--compile]
 
 For each dtype one fresh process per implementation (bench/worker.py) loads the pipeline; the two processes are then
 driven in turn — diffusers, soundsmith, diffusers, soundsmith … — through the first call, the stages (text
@@ -9,7 +10,9 @@ encoding, one UNet step with guidance, VAE decode, vocoder) and the end-to-end c
 machine falls on both. Same prompt, same initial latents, guidance 2.5, one waveform. A call whose CPU
 utilisation (CPU seconds / wall seconds) is below 0.8 × threads was starved by other processes: it is rerun (up
 to --retries times) and never enters a median. The results are printed and prepended to bench/RESULTS.md.
-The full-size folders are built by scripts/build_random_checkpoints.py when missing.
+The full-size folders are built by scripts/build_random_checkpoints.py when missing. --compile applies
+torch.compile to both implementations' UNet, VAE decoder and vocoder (soundsmith's `--compile`): the first call
+then includes the compilation, which the per-process table reports.
 """
 
 import argparse
@@ -92,7 +95,8 @@ def run_dtype(args, folder: Path, dtype: str, outdir: Path, count_flops: bool) -
     record = {impl: {"stages": {s: [] for s in STAGES}, "e2e": {n: [] for n in args.steps}} for impl in IMPLS}
     workers = {}
     for impl in IMPLS:  # one load after the other, so the loads do not compete
-        workers[impl] = Worker([impl, folder, dtype, args.seconds, args.threads, args.retries, outdir],
+        workers[impl] = Worker([impl, folder, dtype, args.seconds, args.threads, args.retries, outdir,
+                                int(args.compile)],
                                outdir / f"{impl}-{dtype}.log", args.threads)
         record[impl].update(workers[impl].ask() or {})
 
@@ -193,7 +197,9 @@ def report(args, command: str, records: dict, gemm: dict, checks: list, started:
     out = [f"## {started} — {args.model}, {args.seconds:g} s of audio", "",
            f"Command: `{command}`", "",
            f"Machine: {cpu}, {os.cpu_count()} CPUs, {args.threads} threads; {versions}; load average at start "
-           f"{load_avg}. Guidance 2.5, 1 waveform, same prompt and initial latents for both.", ""]
+           f"{load_avg}. Guidance 2.5, 1 waveform, same prompt and initial latents for both"
+           + ("; torch.compile (UNet, VAE decoder, vocoder) in both, the first call compiling." if args.compile
+              else "."), ""]
     rates = {d: (gemm.get(d) or {}).get("median") for d in ("float32", "bfloat16")}
     out += [f"GEMM 4096² (same run): float32 {fmt(rates['float32'], 0)} GFLOP/s, bfloat16 "
             f"{fmt(rates['bfloat16'], 0)} GFLOP/s (median of unstarved calls; best "
@@ -231,7 +237,8 @@ def report(args, command: str, records: dict, gemm: dict, checks: list, started:
                        f"{counts(rec['ours']['stages'][stage])} |")
 
     out += ["", "### Per process (one fresh process per implementation and dtype)", "",
-            "| dtype | implementation | import s | load s | first call s (CPU util) | peak RSS GiB |",
+            f"| dtype | implementation | import s | load s | first call s{' (compiles)' if args.compile else ''} "
+            "(CPU util) | peak RSS GiB |",
             "|---|---|---|---|---|---|"]
     for dtype, rec in records.items():
         for impl in IMPLS:
@@ -288,6 +295,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 5.12 s, one dtype, 10 steps")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--raw", type=Path, help="also write every timed call (JSON) to this file")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile both implementations' UNet, VAE decoder and vocoder (first call compiles)")
     args = parser.parse_args(argv)
     quick = args.quick
     args.steps = args.steps or ([10] if quick else [10, 20])

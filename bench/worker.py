@@ -70,7 +70,7 @@ class Impl:
     mel_method: str  # the pipeline method that receives the mel, spied on to compare mels
 
 
-def reference(folder: Path, dtype, seconds: float) -> Impl:
+def reference(folder: Path, dtype, seconds: float, compile: bool = False) -> Impl:
     """diffusers' pipeline via tests/checkpoints.load_reference (which holds the transformers-5 patches)."""
     import diffusers
     import torch
@@ -86,6 +86,10 @@ def reference(folder: Path, dtype, seconds: float) -> Impl:
     if getattr(pipe, "language_model", None) is not None:
         pipe.language_model.to(dtype)  # load_reference builds it itself (a GPT2LMHeadModel), in float32
     cpu = torch.device("cpu")
+    if compile:  # the networks soundsmith's --compile compiles, the same way (runtime.compile_pipeline)
+        pipe.unet = torch.compile(pipe.unet, dynamic=False)
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder, dynamic=False)
+        pipe.vocoder = torch.compile(pipe.vocoder, dynamic=False)
 
     if hasattr(pipe, "language_model"):  # AudioLDM 2: GPT-2 states + T5 states
         def encode():
@@ -108,10 +112,10 @@ def reference(folder: Path, dtype, seconds: float) -> Impl:
     )
 
 
-def ours(folder: Path, dtype, seconds: float) -> Impl:
+def ours(folder: Path, dtype, seconds: float, compile: bool = False) -> Impl:
     import soundsmith
 
-    pipe = soundsmith.load(folder, device="cpu", dtype=str(dtype).removeprefix("torch."))
+    pipe = soundsmith.load(folder, device="cpu", dtype=str(dtype).removeprefix("torch."), compile=compile)
     return Impl(
         generate=lambda steps, latents: pipe(PROMPT, audio_length_in_s=seconds, num_inference_steps=steps,
                                              guidance_scale=GUIDANCE, latents=latents.clone(),
@@ -164,7 +168,7 @@ def spy(obj, method: str) -> list:
 
 
 def serve(kind: str, folder: Path, dtype_name: str, seconds: float, threads: int, retries: int, outdir: Path,
-          answer: Callable, started: float) -> None:
+          compile: bool, answer: Callable, started: float) -> None:
     import numpy as np
     import torch
 
@@ -174,7 +178,7 @@ def serve(kind: str, folder: Path, dtype_name: str, seconds: float, threads: int
     load = {"ref": reference, "ours": ours}[kind]
     import_s = time.perf_counter() - started
     t0 = time.perf_counter()
-    impl = load(folder, dtype, seconds)
+    impl = load(folder, dtype, seconds, compile)
     answer({"import_s": import_s, "load_s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
             "rss_after_load_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     latents = torch.randn(latent_shape(folder, seconds), generator=torch.Generator().manual_seed(LATENT_SEED)).to(dtype)
@@ -245,8 +249,9 @@ def main() -> None:
     if kind == "gemm":
         gemm(int(rest[0]), int(rest[1]), answer)
     else:
-        folder, dtype, seconds, threads, retries, outdir = rest
-        serve(kind, Path(folder), dtype, float(seconds), int(threads), int(retries), Path(outdir), answer, started)
+        folder, dtype, seconds, threads, retries, outdir, compile = rest
+        serve(kind, Path(folder), dtype, float(seconds), int(threads), int(retries), Path(outdir), compile == "1",
+              answer, started)
 
 
 if __name__ == "__main__":
