@@ -60,6 +60,8 @@ def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: 
     runtime.keep_freed_memory()
     pipe = cls.from_folder(folder, index, name=str(name_or_path), device=device, dtype=dtype)
     runtime.use_fast_layouts(pipe)
+    if device.type == "cpu" and dtype == torch.float32:
+        runtime.linear_path()  # measured now, not inside the first sound (nor inside torch.compile's tracing)
     if compile:
         runtime.compile_pipeline(pipe)
     if offload:
