@@ -16,7 +16,7 @@ DATA=${DATA:-$HOME/.cache/soundsmith/data/synth-10k}
 WORK=${WORK:-$HOME/.cache/soundsmith/train}
 OUT=${OUT:-src/soundsmith/demo}
 THREADS=${THREADS:-1}
-STAGES=${STAGES:-"data vocoder clap text vae unet demo"}
+STAGES=${STAGES:-"data vocoder clap text vae unet demo refine"}
 UNET_STEPS=${UNET_STEPS:-12965}  # the shipped demo's UNet ran 12,965 steps
 RUN="nice -n 10 python -m soundsmith.cli"
 COMMON="--threads $THREADS --save-every 250"
@@ -35,6 +35,7 @@ for stage in $STAGES; do
                --conditioning teacher --steps "$UNET_STEPS" --batch 16 --crop 32 $COMMON --resume ;;
     demo)    $RUN train demo --clap "$WORK/clap-text" --vae "$WORK/vae" --unet "$WORK/unet" --vocoder "$WORK/vocoder" \
                --out "$OUT" --dtype float16 --default-steps 25 --default-guidance 2.5 && du -sh "$OUT" ;;
+    refine)  nice -n 10 python scripts/refine_demo_text.py --demo "$OUT" --threads "$THREADS" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

@@ -117,18 +117,37 @@ def test_clap_steps_lower_the_loss_and_tokenizer_round_trips(clips, tmp_path):
     assert torch.allclose(clap.embed_texts(tower, loaded, ["a rising sweep"]), texts[:1], atol=1e-6)
 
 
-def test_clap_text_distillation_pulls_the_text_geometry_to_the_teacher(clips, tmp_path):
+def random_teacher(clips, dim: int) -> tuple[dict, object]:
+    """A stand-in teacher (random unit vectors for the clips' captions and 20 word sentences) and a tokenizer."""
     words = [f"the sound of word{i}" for i in range(20)]
+    teacher = {"captions": torch.nn.functional.normalize(torch.randn(len(clips), dim), dim=-1),
+               "words": words, "word_embeds": torch.nn.functional.normalize(torch.randn(20, dim), dim=-1)}
+    return teacher, clap.train_tokenizer(clips.captions * 4 + words, vocab_size=300)
+
+
+def test_clap_text_distillation_pulls_the_text_geometry_to_the_teacher(clips, tmp_path):
     torch.manual_seed(0)
-    teacher = {"captions": torch.nn.functional.normalize(torch.randn(len(clips), 8), dim=-1),
-               "words": words, "word_embeds": torch.nn.functional.normalize(torch.randn(20, 8), dim=-1)}
-    tokenizer = clap.train_tokenizer(clips.captions * 4 + words, vocab_size=300)
+    teacher, tokenizer = random_teacher(clips, 8)
     draw = clap.batches(clips, tokenizer, 6, teacher)
     batch = draw(0, 0, 1)
     assert batch["teacher"].shape == (12, 8) and batch["word_ids"].shape[0] == 6
     run(clap.CLAPObjective(tiny_clap(len(tokenizer))), draw, tmp_path, 25, lr=3e-3)
     distill = [json.loads(line)["distill"] for line in (tmp_path / "losses.jsonl").read_text().splitlines()]
     first, last = first_last(distill)
+    assert last < 0.8 * first
+
+
+def test_text_distillation_runs_on_a_text_tower_alone(clips, tmp_path):
+    """scripts/refine_demo_text.py refines a pipeline folder's tower (no audio side) with the same objective."""
+    torch.manual_seed(0)
+    teacher, tokenizer = random_teacher(clips, 24)
+    tower = clap.text_tower(tiny_clap(len(tokenizer))).train()
+    projection = clap.principal_axes(torch.cat([teacher["captions"], teacher["word_embeds"]]), 16)
+    objective = clap.TextDistillObjective(tower, projection)
+    assert all(p.requires_grad for p in tower.parameters())
+    run(objective, clap.batches(clips, tokenizer, 6, teacher), tmp_path, 80, lr=3e-3)
+    regress = [json.loads(line)["regress"] for line in (tmp_path / "losses.jsonl").read_text().splitlines()]
+    first, last = first_last(regress)
     assert last < 0.8 * first
 
 

@@ -97,15 +97,15 @@ class CLAPObjective(torch.nn.Module):
 class TextDistillObjective(torch.nn.Module):
     """Text tower only: regress the student's unit vectors onto the teacher's, projected to the student's width by
     the teacher's principal axes (`projection`, (D_teacher, D)), plus the relational term. The audio tower is
-    frozen, so this stage sharpens the text side of a trained CLAP."""
+    frozen, so this stage sharpens the text side of a trained CLAP; `clap` may also be a text tower alone
+    (`ClapTextModelWithProjection`, what a pipeline folder holds)."""
 
     def __init__(self, clap, projection: torch.Tensor, relational_weight: float = 10.0):
         super().__init__()
         self.clap = clap
-        clap.audio_model.requires_grad_(False)
-        clap.audio_projection.requires_grad_(False)
-        clap.logit_scale_a.requires_grad_(False)
-        clap.logit_scale_t.requires_grad_(False)
+        for name in ("audio_model", "audio_projection", "logit_scale_a", "logit_scale_t"):
+            if hasattr(clap, name):
+                getattr(clap, name).requires_grad_(False)
         self.register_buffer("projection", projection.float(), persistent=False)
         self.relational_weight = relational_weight
 
