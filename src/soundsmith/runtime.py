@@ -8,7 +8,7 @@ Measured on the 2-core AVX-512 CPU this project is built on (bench/RESULTS.md ha
   levels (UNet step, AudioLDM-S, 10.24 s: float32 0.92 → 0.86 s, bfloat16 0.36 → 0.29 s); its deep levels, 2–8
   pixels wide, run slower channels-last and stay channels-first.
 - float32 matrix products go to MKL's sgemm, which on AMD EPYC runs at half of oneDNN's rate on the same shapes
-  (2 cores, AVX-512: 95–180 vs 170–210 GFLOP/s on the UNet's token-wise products). `onednn_linear` measures both
+  (2 cores, AVX-512: 95–180 vs 170–210 GFLOP/s on the UNet's token-wise products). `linear_path` measures both
   once per process and sends the models' float32 CPU linear layers through oneDNN where it is faster.
 """
 
