@@ -86,10 +86,10 @@ def reference(folder: Path, dtype, seconds: float, compile: bool = False) -> Imp
     if getattr(pipe, "language_model", None) is not None:
         pipe.language_model.to(dtype)  # load_reference builds it itself (a GPT2LMHeadModel), in float32
     cpu = torch.device("cpu")
-    if compile:  # the networks soundsmith's --compile compiles, the same way (runtime.compile_pipeline)
-        pipe.unet = torch.compile(pipe.unet, dynamic=False)
-        pipe.vae.decoder = torch.compile(pipe.vae.decoder, dynamic=False)
-        pipe.vocoder = torch.compile(pipe.vocoder, dynamic=False)
+    if compile:  # the networks soundsmith's --compile compiles, the same way (the attribute names agree)
+        from soundsmith.runtime import compile_pipeline
+
+        compile_pipeline(pipe)
 
     if hasattr(pipe, "language_model"):  # AudioLDM 2: GPT-2 states + T5 states
         def encode():

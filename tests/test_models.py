@@ -32,31 +32,22 @@ def linear_path(request):
     runtime.set_linear_path(None)
 
 
+@pytest.mark.parametrize("linear_path", ["onednn"], indirect=True)
 @pytest.mark.parametrize("shape", [(300, 24), (2, 150, 24), (3, 5, 40, 24)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_onednn_linear_matches_linear_with_gradients(shape, bias):
+def test_onednn_linear_matches_linear_with_gradients(shape, bias, linear_path):
     torch.manual_seed(0)
     reference = torch.nn.Linear(24, 40, bias=bias)
     ours = Linear(24, 40, bias=bias)
     ours.load_state_dict(reference.state_dict())
     x = torch.randn(shape, requires_grad=True)
-    runtime.set_linear_path("onednn")
-    try:
-        got = ours(x)
-    finally:
-        runtime.set_linear_path(None)
-    expected = reference(x)
+    got, expected = ours(x), reference(x)
     assert got.shape == expected.shape and rel_err(got, expected) < 1e-6
     (grad_got,) = torch.autograd.grad(got.square().sum(), x)
     (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
     assert rel_err(grad_got, grad_expected) < 1e-6
-    # a transposed (non-contiguous) input takes the same path
-    xt = torch.randn(shape[-1], 200).T
-    runtime.set_linear_path("onednn")
-    try:
-        assert rel_err(ours(xt), reference(xt)) < 1e-6
-    finally:
-        runtime.set_linear_path(None)
+    xt = torch.randn(shape[-1], 200).T  # a transposed (non-contiguous) input takes the same path
+    assert rel_err(ours(xt), reference(xt)) < 1e-6
 
 
 def test_linear_path_is_measured_or_forced(monkeypatch):
