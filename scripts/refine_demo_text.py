@@ -33,7 +33,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", type=Path, default=REPO / "src" / "soundsmith" / "demo")
     parser.add_argument("--clips", type=int, default=10000, help="captions of synthesis clips 0 … N-1 (seed 0)")
-    parser.add_argument("--paraphrases", type=int, default=60000)
+    parser.add_argument("--paraphrases", type=int, default=60000, help="captions with a random vocabulary word")
+    parser.add_argument("--lexical", type=int, default=0,
+                        help="captions reworded with WordNet's related words (0: off, as the shipped demo)")
+    parser.add_argument("--definitions", type=int, default=0,
+                        help="WordNet definitions and usage examples (0: off, as the shipped demo)")
+    parser.add_argument("--wordnet", type=Path, default=None, help="WordNet database folder (default: Debian's)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=128, help="captions per step, and as many vocabulary sentences")
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -44,7 +49,7 @@ def main(argv=None) -> None:
     from transformers import ClapTextModelWithProjection, RobertaTokenizer
 
     from soundsmith.data import kinds
-    from soundsmith.train import clap
+    from soundsmith.train import clap, lexicon
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -57,8 +62,11 @@ def main(argv=None) -> None:
 
     vocabulary = [w for w in (teacher_dir / "vocab.txt").read_text().split("\n") if w.isalpha() and len(w) >= 3]
     unique = sorted(set(captions))
-    sentences = teacher["words"] + [""] * 64 + clap.substituted_sentences(unique, vocabulary, args.paraphrases,
-                                                                           args.seed + 7)
+    words = lexicon.Lexicon(args.wordnet or lexicon.WORDNET) if args.lexical or args.definitions else None
+    sentences = (teacher["words"] + [""] * 64
+                 + clap.substituted_sentences(unique, vocabulary, args.paraphrases, args.seed + 7)
+                 + (lexicon.paraphrases(unique, words, args.lexical, args.seed + 11) if args.lexical else [])
+                 + (lexicon.definitions(unique, words, args.definitions, args.seed + 13) if args.definitions else []))
     caption_vectors = clap.teacher_embeds(teacher_dir, unique)
     sentence_vectors = clap.teacher_embeds(teacher_dir, sentences)
     print(f"teacher vectors for {len(unique)} captions and {len(sentences)} sentences: {time.time() - started:.0f} s",
