@@ -31,6 +31,10 @@ class VocoderConfig:
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
     leaky_relu_slope: float
     normalize_before: bool
+    n_fft: int | None = None  # the mel recipe's own keys, when the config gives them (audio.MelConfig reads them)
+    win_length: int | None = None
+    fmin: float | None = None
+    fmax: float | None = None
 
     @property
     def hop_length(self) -> int:
@@ -52,6 +56,8 @@ class VocoderConfig:
             upsample_kernel_sizes=tuple(kernels), resblock_kernel_sizes=tuple(res_k),
             resblock_dilation_sizes=tuple(tuple(d) for d in res_d),
             leaky_relu_slope=cfg.get("leaky_relu_slope", 0.1), normalize_before=cfg.get("normalize_before", True),
+            n_fft=cfg.get("n_fft"), win_length=cfg.get("win_size") or cfg.get("win_length"), fmin=cfg.get("fmin"),
+            fmax=cfg.get("fmax"),
         )
 
 
