@@ -8,8 +8,7 @@ ending in "=" is the Python keyword style ("num_inference_steps=0"); a name with
 """
 
 import math
-
-import numpy as np
+import numbers
 
 from .errors import InvalidArgument
 
@@ -33,11 +32,12 @@ def subject(label: str) -> str:
 
 
 def is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    """A real number, numpy's included (they register as numbers.Real), not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
 
 
 def is_whole(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
 
 
 # ---- text -------------------------------------------------------------------------------------------------------
