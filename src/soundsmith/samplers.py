@@ -21,7 +21,7 @@ from .errors import InvalidArgument
 from .schedules import SAMPLERS, Plan, add_noise, plan, sde_midpoint, sigma_to_t, start_at
 
 __all__ = ["SAMPLERS", "Plan", "plan", "run", "start_at", "add_noise", "randn", "ancestral_step", "BrownianNoise",
-           "sample_ddim", "sample_plms", "sample_lms", "sample_euler", "sample_euler_ancestral", "sample_heun",
+           "sample_ddim", "sample_pndm", "sample_plms", "sample_lms", "sample_euler", "sample_euler_ancestral", "sample_heun",
            "sample_dpm_2", "sample_dpm_2_ancestral", "sample_dpmpp_2m", "sample_dpmpp_singlestep",
            "sample_dpmpp_sde", "sample_deis", "sample_unipc"]
 
@@ -126,7 +126,7 @@ def sample_plms(model, x, sigmas, *, sigmas_next=None, heun_start=True, sigma_pr
     sigmas_next = sigmas[1:] if sigmas_next is None else sigmas_next
     sigma_predict = sigmas_next[0] if sigma_predict is None else sigma_predict
     sigma_restart = sigmas[0] if sigma_restart is None else sigma_restart
-    into, back = (_eps_to_v, _v_to_eps) if combine_v else (lambda e, x, s: e, lambda e, x, s: e)
+    into, back = _v_mixing(combine_v)
     history = []
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas_next[i]
@@ -143,6 +143,59 @@ def sample_plms(model, x, sigmas, *, sigmas_next=None, heun_start=True, sigma_pr
             x = x + (sigma_next - sigma) * back(_adams_bashforth(history), x, sigma)
         if callback is not None:
             callback(i, x, sigma_next)
+    return x
+
+
+def _v_mixing(combine_v):
+    """(into, back): how diffusers' PNDM mixes model outputs. With v_prediction it mixes the raw v outputs and turns
+    the mix into eps at the step's start (latents, level); otherwise eps is mixed directly."""
+    if combine_v:
+        return _eps_to_v, _v_to_eps
+    return (lambda eps, x, sigma: eps), (lambda eps, x, sigma: eps)
+
+
+@torch.no_grad()
+def sample_pndm(model, x, sigmas, *, sigmas_next, sigmas_early, sigmas_mid, combine_v=False, callback=None):
+    """Pseudo numerical methods (PNDM; Liu et al. 2022, arXiv:2202.09778, alg. 1-2) as diffusers' PNDMScheduler runs
+    them by default: the first len(sigmas_mid) steps are pseudo Runge-Kutta (RK4 through the DDIM transfer
+    x' = x0 + (sigma' - sigma) e, four calls: e1 at the start, e2 at the midpoint from the transfer with e1, e3 at
+    the midpoint from the transfer with e2, e4 at the end from the transfer with e3, then e = (e1 + 2 e2 + 2 e3 +
+    e4) / 6); later steps are pseudo linear multistep (Adams-Bashforth over the last four eps, the RK steps' e1
+    included). diffusers' quirk, kept: e1's transfer lands at `sigmas_early` (t - h) and is read at the midpoint
+    `sigmas_mid` (t' + h), which differ when the spacing is not even. callback(k, x, sigma) after every model call k
+    (diffusers returns a sample from each)."""
+    into, back = _v_mixing(combine_v)
+    history, k = [], 0
+
+    def report(x, sigma):
+        nonlocal k
+        if callback is not None:
+            callback(k, x, sigma)
+        k += 1
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas_next[i]
+        if i > 0:
+            x = _relabel(x, sigmas_next[i - 1], sigma)
+        out = into((x - model(x, sigma)) / sigma, x, sigma)
+        history = (history + [out])[-4:]
+        if i < len(sigmas_mid):
+            x0, early, mid, total = x, sigmas_early[i], sigmas_mid[i], out / 6
+            x = x0 + (early - sigma) * back(out, x0, sigma)
+            report(x, early)
+            x = _relabel(x, early, mid)
+            out = into((x - model(x, mid)) / mid, x, mid)
+            total = total + out / 3
+            x = x0 + (mid - sigma) * back(out, x0, sigma)
+            report(x, mid)
+            out = into((x - model(x, mid)) / mid, x, mid)
+            total = total + out / 3
+            x = x0 + (sigma_next - sigma) * back(out, x0, sigma)
+            report(x, sigma_next)
+            out = into((x - model(x, sigma_next)) / sigma_next, x, sigma_next)
+            x = x0 + (sigma_next - sigma) * back(total + out / 6, x0, sigma)
+        else:
+            x = x + (sigma_next - sigma) * back(_adams_bashforth(history), x, sigma)
+        report(x, sigma_next)
     return x
 
 
@@ -514,7 +567,7 @@ def sample_unipc(model, x, sigmas, *, orders=None, correct=None, solver_type="bh
     return x
 
 
-_SAMPLE = {"ddim": sample_ddim, "ddpm": sample_ddim, "pndm": sample_plms, "lms": sample_lms, "euler": sample_euler,
+_SAMPLE = {"ddim": sample_ddim, "ddpm": sample_ddim, "pndm": sample_pndm, "plms": sample_plms, "lms": sample_lms, "euler": sample_euler,
            "euler-a": sample_euler_ancestral, "heun": sample_heun, "kdpm2": sample_dpm_2,
            "kdpm2-a": sample_dpm_2_ancestral, "dpmpp-2m": sample_dpmpp_2m, "dpmpp-2m-sde": sample_dpmpp_2m,
            "dpmpp-2s": sample_dpmpp_singlestep, "dpm-sde": sample_dpmpp_sde, "deis": sample_deis,
@@ -585,6 +638,8 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
 
     def on_step(k, x, sigma):
         i = plan.step_calls[k]
+        if i is None:  # a warm-up call, where diffusers' loop reports nothing
+            return
         if bar is not None:
             bar.update()
         if callback is not None and i % callback_steps == 0:

@@ -72,7 +72,8 @@ DEFAULTS = {
 SAMPLERS = {
     "ddim": ("DDIMScheduler", {}),
     "ddpm": ("DDPMScheduler", {}),
-    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "pndm": ("PNDMScheduler", {}),  # as configured: Runge-Kutta warm-up unless the config sets skip_prk_steps
+    "plms": ("PNDMScheduler", {"skip_prk_steps": True}),
     "lms": ("LMSDiscreteScheduler", {}),
     "euler": ("EulerDiscreteScheduler", {}),
     "euler-a": ("EulerAncestralDiscreteScheduler", {}),
@@ -107,11 +108,8 @@ _ALLOWED = {
     "predict_x0": (True,),
     "solver_p": (None,),
     "shift_terminal": (None,),
-    "skip_prk_steps": (True,),    # PNDM's Runge-Kutta warm-up is not reproduced; AudioLDM pipelines skip it
 }
-_WHY = {"skip_prk_steps": "PNDM's Runge-Kutta warm-up is not reproduced; the 'pndm' sampler skips it, as the "
-                          "AudioLDM pipelines do",
-        "clip_sample": "latents are not images in [-1, 1]; the AudioLDM-family configs set it False",
+_WHY = {"clip_sample": "latents are not images in [-1, 1]; the AudioLDM-family configs set it False",
         "thresholding": "dynamic thresholding is for pixel-space models",
         "rescale_betas_zero_snr": "a zero terminal SNR puts sigma at infinity",
         "use_beta_sigmas": "beta sigmas need scipy's beta quantile function"}
@@ -140,8 +138,8 @@ class Plan:
         last step lands: 0, or sigma_min for schedules that stop short of it, as diffusers' do).
     timesteps: (M,) the values fed to the model, one per model call, exactly diffusers' `scheduler.timesteps`.
     call_sigmas: (M,) the noise level of each model call (its input is x / sqrt(sigma^2 + 1)).
-    step_calls: the index into `timesteps` of the model call that completes step k (where diffusers' loop would
-        fire its callback).
+    step_calls: for the sampler's k-th callback, the index into `timesteps` of the model call it follows (where
+        diffusers' loop fires its callback), or None where diffusers' loop fires none (PNDM's Runge-Kutta warm-up).
     space: "vp" if diffusers' latents are x / sqrt(1 + sigma^2) (DDIM, DPM-Solver …), "ve" if they are x (Euler …).
     order: diffusers' `scheduler.order`; the callback's step index is the loop index // order.
     options: keyword arguments of the sampler function; tuple/tensor values hold one entry per step.
@@ -216,6 +214,8 @@ def resolve(scheduler_config: dict, sampler: str | None, overrides: dict) -> tup
 def _short_name(cls: str, config: dict) -> str:
     if cls == "DPMSolverMultistepScheduler":
         return "dpmpp-2m-sde" if config["algorithm_type"] == "sde-dpmsolver++" else "dpmpp-2m"
+    if cls == "PNDMScheduler":
+        return "plms" if config["skip_prk_steps"] else "pndm"
     return next(name for name, (c, _) in SAMPLERS.items() if c == cls)
 
 
@@ -367,6 +367,32 @@ def plms_layout(calls, ratio: int, acp, final, combine_v=False) -> dict:
                options, calls=torch.stack([level(t) for t in calls]), step_calls=(1, *range(2, m)) if heun else (0,))
 
 
+def prk_layout(top, ratio: int, acp, final, combine_v=False) -> dict:
+    """PNDM with its pseudo Runge-Kutta warm-up (Liu et al. 2022, alg. 1; diffusers' default skip_prk_steps=False)
+    over the descending timesteps `top`: steps 0-2 are pseudo-RK4 steps top[g] → top[g+1], four model calls each at
+    top[g], top[g+1] + h, top[g+1] + h, top[g+1] (h = ratio // 2; the first call's transfer lands at top[g] - h, read
+    at top[g+1] + h), every later step one pseudo linear multistep call at top[k] landing at top[k] - ratio.
+    Callbacks fire, as in diffusers' loop, after each of the last len(top) model calls only."""
+    n = len(top)
+    if n < 4:
+        raise InvalidArgument(f"num_inference_steps={n} is too few for PNDM's Runge-Kutta warm-up (skip_prk_steps="
+                              "False needs at least 4, as in diffusers); use 4 or more, or sampler 'plms'")
+
+    def level(t):
+        return _sigma(acp[int(t)] if t >= 0 else final)
+    h, rk = ratio // 2, range(3)
+    starts = [level(t) for t in top]
+    landings = starts[1:4] + [level(t - ratio) for t in top[3:]]
+    early, mid = [level(top[g] - h) for g in rk], [level(top[g + 1] + h) for g in rk]
+    calls = [t for g in rk for t in (top[g], top[g + 1] + h, top[g + 1] + h, top[g + 1])] + list(top[3:])
+    call_levels = [s for g in rk for s in (starts[g], mid[g], mid[g], starts[g + 1])] + starts[3:]
+    warm_up = len(calls) - n
+    options = {"sigmas_next": torch.stack(landings), "sigmas_early": torch.stack(early), "sigmas_mid": torch.stack(mid),
+               "combine_v": combine_v, "step_ratio": ratio, "final": final}
+    return _vp(torch.stack(starts + landings[-1:]), torch.as_tensor(np.array(calls, dtype=np.int64)), options,
+               calls=torch.stack(call_levels), step_calls=(None,) * warm_up + tuple(range(warm_up, len(calls))))
+
+
 def _pndm(config, acp, n):
     T, spacing = config["num_train_timesteps"], config["timestep_spacing"]
     if spacing == "linspace":
@@ -375,8 +401,11 @@ def _pndm(config, acp, n):
         ts = (np.arange(0, n) * (T // n)).round() + config["steps_offset"]
     else:
         ts = np.round(np.arange(T, 0, -T / n))[::-1].astype(np.int64) - 1
+    final, combine_v = _final_alpha(config, acp), config["prediction_type"] == "v_prediction"
+    if not config["skip_prk_steps"]:
+        return prk_layout(ts[::-1].astype(np.int64), T // n, acp, final, combine_v)
     calls = np.concatenate([ts[:-1], ts[-2:-1], ts[-1:]])[::-1].astype(np.int64)
-    return plms_layout(calls, T // n, acp, _final_alpha(config, acp), config["prediction_type"] == "v_prediction")
+    return plms_layout(calls, T // n, acp, final, combine_v)
 
 
 def _discrete(config, acp, n, dtype=np.float32):
@@ -596,7 +625,12 @@ def start_at(plan: Plan, strength: float) -> Plan:
         raise InvalidArgument(f"strength must be between 0 and 1, got {strength!r}")
     n = plan.num_inference_steps
     skip = max(n - min(int(n * strength), n), 0)
-    if plan.scheduler == "PNDMScheduler" and skip < len(plan.timesteps):  # it restarts on the sliced timesteps
+    if skip == 0:
+        return replace(plan, init_noise_sigma=1.0)
+    if plan.name == "pndm":  # diffusers would run its Runge-Kutta counter on timesteps it was not built for
+        raise InvalidArgument(f"strength={strength!r} needs a sampler that can start part way; PNDM's Runge-Kutta "
+                              "warm-up (skip_prk_steps=False) only runs from the start (strength 1): use 'plms'")
+    if plan.name == "plms" and skip < len(plan.timesteps):  # it restarts on the sliced timesteps
         o = plan.options
         fields = plms_layout(plan.timesteps[skip:].numpy(), o["step_ratio"], plan.alphas_cumprod, o["final"],
                              o["combine_v"])
