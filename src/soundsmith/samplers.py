@@ -23,7 +23,7 @@ from .schedules import SAMPLERS, Plan, add_noise, plan, sde_midpoint, sigma_to_t
 __all__ = ["SAMPLERS", "Plan", "plan", "run", "start_at", "add_noise", "randn", "ancestral_step", "BrownianNoise",
            "sample_ddim", "sample_pndm", "sample_plms", "sample_lms", "sample_euler", "sample_euler_ancestral", "sample_heun",
            "sample_dpm_2", "sample_dpm_2_ancestral", "sample_dpmpp_2m", "sample_dpmpp_singlestep",
-           "sample_dpmpp_sde", "sample_deis", "sample_unipc"]
+           "sample_dpmpp_sde", "sample_deis", "sample_unipc", "dynamic_threshold"]
 
 
 def randn(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
@@ -75,10 +75,14 @@ def _relabel(x, sigma, sigma_new):
 
 
 @torch.no_grad()
-def sample_ddim(model, x, sigmas, *, eta=0.0, sigmas_next=None, generator=None, callback=None):
+def sample_ddim(model, x, sigmas, *, eta=0.0, sigmas_next=None, sigmas_up=None, clip=None, generator=None,
+                callback=None):
     """DDIM (Song et al. 2021, arXiv:2010.02502, eq. 12): x' = D + sigma_down eps + sigma_up z, an Euler step in
     sigma when eta = 0; eta = 1 is DDPM ancestral sampling (Ho et al. 2020, arXiv:2006.11239).
-    sigmas_next[i]: the level step i lands on, when it is not sigmas[i+1] (see `_relabel`)."""
+    sigmas_next[i]: the level step i lands on, when it is not sigmas[i+1] (see `_relabel`).
+    sigmas_up[i]: the noise of step i, when it is not the posterior's (DDPM's 'fixed_large' variance, beta_t).
+    clip(D): a clipped D for the first term only; eps stays the model's (diffusers' DDIM step without
+    use_clipped_model_output)."""
     sigmas_next = sigmas[1:] if sigmas_next is None else sigmas_next
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
@@ -86,7 +90,8 @@ def sample_ddim(model, x, sigmas, *, eta=0.0, sigmas_next=None, generator=None, 
             x = _relabel(x, sigmas_next[i - 1], sigma)
         denoised = model(x, sigma)
         sigma_down, sigma_up = ancestral_step(sigma, sigmas_next[i], eta)
-        x = denoised + (x - denoised) / sigma * sigma_down
+        sigma_up = sigma_up if sigmas_up is None else sigmas_up[i]
+        x = (denoised if clip is None else clip(denoised)) + (x - denoised) / sigma * sigma_down
         if eta > 0 and sigma_up > 0:
             x = x + _noise(x, generator) * sigma_up
         if callback is not None:
@@ -550,6 +555,7 @@ def sample_unipc(model, x, sigmas, *, orders=None, correct=None, solver_type="bh
     """UniPC (Zhao et al. 2023, arXiv:2302.04867), data prediction: each new denoised first corrects the previous
     step (UniC, no extra model call), then predicts the next (UniP); no corrector after the last step."""
     history, x_last, order_last = [], None, 1
+    keep = max(3, *(orders or (2,)))
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
         denoised = model(x, sigma)
@@ -557,7 +563,7 @@ def sample_unipc(model, x, sigmas, *, orders=None, correct=None, solver_type="bh
             previous = [(sigmas[i - 1 - k], history[-1 - k]) for k in range(1, order_last)]
             x = _unipc_update(x_last, sigmas[i - 1], sigma, history[-1], previous, _rhos_c, order_last, solver_type,
                               m_t=denoised)
-        history = (history + [denoised])[-3:]
+        history = (history + [denoised])[-keep:]
         order = min(2 if orders is None else orders[i], i + 1)
         x_last, order_last = x, order
         previous = [(sigmas[i - k], history[-1 - k]) for k in range(1, order)]
@@ -575,7 +581,16 @@ _SAMPLE = {"ddim": sample_ddim, "ddpm": sample_ddim, "pndm": sample_pndm, "plms"
 _SCHEDULE_ONLY = ("step_ratio", "final")  # kept for start_at
 
 
-def _denoiser(plan: Plan, model, denoised_hook, dtype):
+def _clip(config: dict):
+    """The scheduler's own x0 clipping (dynamic thresholding, else clip_sample), as a function, or None."""
+    if config.get("thresholding"):
+        return lambda x0: dynamic_threshold(x0, config["dynamic_thresholding_ratio"], config["sample_max_value"])
+    if config.get("clip_sample"):
+        return lambda x0: x0.clamp(-config["clip_sample_range"], config["clip_sample_range"])
+    return None
+
+
+def _denoiser(plan: Plan, model, denoised_hook, dtype, clip=None):
     """D(x; sigma) from the pipeline's `model(x_in, t)`: x_in = x / sqrt(sigma^2 + 1) and t the timestep diffusers
     feeds that call (the samplers call the model in diffusers' order; a level off the plan gets its timestep by
     diffusers' log-sigma interpolation); eps, v (Salimans & Ho 2022) or sample prediction per the config."""
@@ -601,10 +616,19 @@ def _denoiser(plan: Plan, model, denoised_hook, dtype):
             denoised = x - sigma * out
         elif prediction == "v_prediction":
             denoised = out * (-sigma / (sigma ** 2 + 1) ** 0.5) + x / (sigma ** 2 + 1)
-        else:
+        else:  # "sample" (Euler's alias "original_sample")
             denoised = out
+        denoised = denoised if clip is None else clip(denoised)
         return denoised if denoised_hook is None else denoised_hook(denoised, sigma)
     return denoise
+
+
+def dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
+    """Dynamic thresholding (Saharia et al. 2022, arXiv:2205.11487, sec. 2.3) of x0 predictions (B, ...): s = the
+    `ratio` quantile of |x0| per sample, kept within [1, max_value]; x0 is clipped to [-s, s] and divided by s."""
+    flat = x0.reshape(x0.shape[0], -1)
+    s = torch.quantile(flat.abs().float(), ratio, dim=1).clamp(min=1, max=max_value).unsqueeze(1)
+    return (flat.clamp(-s, s) / s).reshape(x0.shape).to(x0.dtype)
 
 
 def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, callback=None, callback_steps=1,
@@ -651,7 +675,13 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
     sample = _SAMPLE[plan.name]
     if "generator" in inspect.signature(sample).parameters:
         options["generator"] = generator
-    x = sample(_denoiser(plan, model, denoised_hook, dtype), x, sigmas, callback=on_step, **options)
+    if plan.config.get("noise_sampler_seed") is not None:  # DPM-SDE's Brownian path from its own seed, as diffusers
+        seeded = torch.Generator(x.device).manual_seed(int(plan.config["noise_sampler_seed"]))
+        options["noise_sampler"] = BrownianNoise(x, seeded)
+    clip = _clip(plan.config)
+    if plan.name == "ddim":  # DDIM clips the x0 term only
+        options["clip"], clip = clip, None
+    x = sample(_denoiser(plan, model, denoised_hook, dtype, clip), x, sigmas, callback=on_step, **options)
     if bar is not None:
         bar.close()
     return in_diffusers_space(x, sigmas[-1])

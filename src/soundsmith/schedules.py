@@ -90,29 +90,49 @@ SAMPLERS = {
 
 # Config values we reproduce; any other value of these keys is refused rather than silently ignored.
 _SPACINGS = ("leading", "linspace", "trailing")
+_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+_EPS_OR_V = ("epsilon", "v_prediction")
 _ALLOWED = {
-    "beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
-    "prediction_type": ("epsilon", "v_prediction", "sample"),
+    "beta_schedule": _BETA_SCHEDULES,
+    "prediction_type": (*_EPS_OR_V, "sample"),
     "timestep_spacing": _SPACINGS,
     "final_sigmas_type": ("zero", "sigma_min"),
     "interpolation_type": ("linear", "log_linear"),
     "timestep_type": ("discrete",),
-    "variance_type": ("fixed_small", None),
-    "solver_order": (1, 2, 3),
-    "clip_sample": (False,),      # latents are not images in [-1, 1]: the AudioLDM configs all set False
-    "thresholding": (False,),
-    "rescale_betas_zero_snr": (False,),  # zero terminal SNR means sigma = inf, outside the VE parameterisation
-    "use_beta_sigmas": (False,),  # needs scipy's beta quantile
+    "variance_type": ("fixed_small",),
     "use_flow_sigmas": (False,),
     "use_dynamic_shifting": (False,),
     "predict_x0": (True,),
     "solver_p": (None,),
     "shift_terminal": (None,),
 }
-_WHY = {"clip_sample": "latents are not images in [-1, 1]; the AudioLDM-family configs set it False",
-        "thresholding": "dynamic thresholding is for pixel-space models",
-        "rescale_betas_zero_snr": "a zero terminal SNR puts sigma at infinity",
-        "use_beta_sigmas": "beta sigmas need scipy's beta quantile function"}
+# Where a class takes other values than _ALLOWED lists (the branches of diffusers 0.42.1's own code).
+_NO_OP_VARIANCES = (None, "fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")
+_CLASS_ALLOWED = {
+    "DDPMScheduler": {"beta_schedule": (*_BETA_SCHEDULES, "sigmoid", "laplace"),
+                      "variance_type": ("fixed_small", None, "fixed_small_log", "fixed_large")},
+    "PNDMScheduler": {"prediction_type": _EPS_OR_V},
+    "EulerDiscreteScheduler": {"prediction_type": (*_EPS_OR_V, "sample", "original_sample"),
+                               "timestep_type": ("discrete", "continuous")},
+    "EulerAncestralDiscreteScheduler": {"prediction_type": _EPS_OR_V},
+    "HeunDiscreteScheduler": {"beta_schedule": (*_BETA_SCHEDULES, "exp")},
+    "KDPM2DiscreteScheduler": {"prediction_type": _EPS_OR_V},
+    "KDPM2AncestralDiscreteScheduler": {"prediction_type": _EPS_OR_V},
+    "DPMSolverSDEScheduler": {"prediction_type": _EPS_OR_V},
+    # variance_type only acts there as 'learned'/'learned_range' (a 3-channel split), and dynamic shifting only
+    # with a `mu` that no AudioLDM-family pipeline passes
+    "DPMSolverMultistepScheduler": {"variance_type": _NO_OP_VARIANCES, "use_dynamic_shifting": (False, True)},
+    "DPMSolverSinglestepScheduler": {"variance_type": _NO_OP_VARIANCES, "use_dynamic_shifting": (False, True)},
+    "DEISMultistepScheduler": {"use_dynamic_shifting": (False, True)},
+}
+_WHY = {"use_flow_sigmas": "flow-matching schedules are not part of the AudioLDM family",
+        "shift_terminal": "it only applies to flow-matching schedules",
+        "prediction_type": "as in diffusers' scheduler of that class",
+        "variance_type": "'learned' variances need a UNet that predicts them; diffusers' 'fixed_large_log' yields NaN",
+        "use_dynamic_shifting": "UniPC then needs a `mu` the pipelines do not pass; diffusers refuses it too",
+        "predict_x0": "UniPC's noise-prediction form is not reproduced",
+        "solver_p": "UniPC's external predictor is not reproduced",
+        "beta_schedule": "as in diffusers' scheduler of that class"}
 _ALGORITHMS = {"DPMSolverMultistepScheduler": ("dpmsolver++", "sde-dpmsolver++"),
                "DPMSolverSinglestepScheduler": ("dpmsolver++", "sde-dpmsolver++"),
                "DEISMultistepScheduler": ("deis",)}
@@ -167,7 +187,44 @@ def _refuse(what: str, value, allowed, why: str | None = None) -> InvalidArgumen
     close = difflib.get_close_matches(str(value), allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     why = f" ({why})" if why else ""
-    return InvalidArgument(f"{what} {value!r} is not supported{hint}{why}; allowed: {', '.join(allowed)}")
+    shown = repr(value) if isinstance(value, (str, int, float, type(None))) else f"<a {type(value).__name__}>"
+    return InvalidArgument(f"{what} {shown} is not supported{hint}{why}; allowed: {', '.join(allowed)}")
+
+
+# diffusers' Karras / exponential / beta sigmas of these classes read `sigma_min` / `sigma_max` off the scheduler's
+# config even when the class does not declare them: from_config keeps every key of the checkpoint's config.
+_READS_SIGMA_RANGE = ("LMSDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler",
+                      "KDPM2AncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
+                      "DPMSolverSDEScheduler", "DEISMultistepScheduler")
+
+
+def _check(cls: str, config: dict) -> None:
+    """Refuse, in one line, every config value whose effect in diffusers is not reproduced (or that diffusers
+    itself cannot run)."""
+    allowed_values = {**_ALLOWED, **_CLASS_ALLOWED.get(cls, {}), "algorithm_type": _ALGORITHMS.get(cls, ()),
+                      "solver_type": _SOLVER_TYPES.get(cls, ())}
+    for key, allowed in allowed_values.items():
+        if key in config and not any(config[key] is a or (type(config[key]) is type(a) and config[key] == a)
+                                     for a in allowed):
+            raise _refuse(f"{cls} {key}", config[key], allowed, _WHY.get(key))
+    order = config.get("solver_order")
+    if order is not None:
+        top = 3 if cls == "DPMSolverSinglestepScheduler" else None
+        if not isinstance(order, int) or isinstance(order, bool) or order < 1 or (top and order > top):
+            raise InvalidArgument(f"{cls} solver_order {order!r} is not supported; allowed: "
+                                  + ("1, 2, 3" if top else "a positive integer (DPM-Solver and DEIS run 3 above 3)"))
+    kinds = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+    if sum(bool(config.get(k)) for k in kinds) > 1:
+        raise InvalidArgument("use only one of " + ", ".join(k for k in kinds if config.get(k)))
+    if config.get("thresholding") and not 0.0 <= config["dynamic_thresholding_ratio"] <= 1.0:
+        raise InvalidArgument(f"{cls} dynamic_thresholding_ratio {config['dynamic_thresholding_ratio']!r} is not "
+                              "supported; allowed: a quantile in [0, 1]")
+    final_zero = config.get("final_sigmas_type") == "zero"
+    if cls == "UniPCMultistepScheduler" and final_zero and (config["solver_type"] == "bh1"
+                                                             or not config["lower_order_final"]):
+        what = "solver_type 'bh1'" if config["solver_type"] == "bh1" else "lower_order_final False"
+        raise InvalidArgument(f"UniPCMultistepScheduler {what} with final_sigmas_type 'zero' steps to an infinite "
+                              "log-SNR (diffusers returns NaN or fails); allowed: final_sigmas_type 'sigma_min'")
 
 
 def resolve(scheduler_config: dict, sampler: str | None, overrides: dict) -> tuple[str, str, dict, float]:
@@ -192,19 +249,17 @@ def resolve(scheduler_config: dict, sampler: str | None, overrides: dict) -> tup
         if key not in defaults:
             raise _refuse(f"{cls} option", key, ["eta", *defaults] if cls == "DDIMScheduler" else defaults)
     # diffusers' from_config ignores the keys a config recorded as its own class's defaults (`_use_default_values`)
-    inherited = {k: v for k, v in scheduler_config.items()
-                 if k in defaults and k not in scheduler_config.get("_use_default_values", ())}
+    own = {k: v for k, v in scheduler_config.items() if k not in scheduler_config.get("_use_default_values", ())}
+    inherited = {k: v for k, v in own.items() if k in defaults}
+    if cls in _READS_SIGMA_RANGE:  # see _READS_SIGMA_RANGE
+        inherited.update({k: own[k] for k in ("sigma_min", "sigma_max") if own.get(k) is not None})
     config = {**defaults, **inherited, **preset, **overrides}
+    if config.get("algorithm_type") == "deis" and cls.startswith("DPMSolver") and config["final_sigmas_type"] == "zero":
+        raise InvalidArgument(f"{cls} algorithm_type 'deis' needs final_sigmas_type 'sigma_min' (diffusers refuses "
+                              "'zero' before mapping it to 'dpmsolver++'); allowed: dpmsolver++, sde-dpmsolver++")
     for key, mapping in _REMAP.get(cls, {}).items():
         config[key] = mapping.get(config[key], config[key])
-    for key, allowed in {**_ALLOWED, "algorithm_type": _ALGORITHMS.get(cls, ()),
-                         "solver_type": _SOLVER_TYPES.get(cls, ())}.items():
-        if key in config and config[key] not in allowed:
-            raise _refuse(f"{cls} {key}", config[key], allowed, _WHY.get(key))
-    if sum(bool(config.get(k)) for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_lu_lambdas")) > 1:
-        raise InvalidArgument("use only one of use_karras_sigmas, use_exponential_sigmas, use_lu_lambdas")
-    if cls in ("PNDMScheduler", "DPMSolverSDEScheduler") and config["prediction_type"] == "sample":
-        raise _refuse(f"{cls} prediction_type", "sample", ("epsilon", "v_prediction"))
+    _check(cls, config)
     eta = float(eta or 0.0)
     if not 0.0 <= eta <= 1.0:
         raise InvalidArgument(f"eta must be between 0 and 1, got {eta}")
@@ -221,26 +276,64 @@ def _short_name(cls: str, config: dict) -> str:
 
 # --- the training schedule -------------------------------------------------------------------------------------
 
-def _betas_for_alpha_bar(n: int, max_beta: float = 0.999) -> torch.Tensor:
-    """Nichol & Dhariwal 2021 cosine schedule (`squaredcos_cap_v2`)."""
-    def alpha_bar(t):
-        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+def _alpha_bar_cosine(t):
+    """Nichol & Dhariwal 2021, eq. 17 (`squaredcos_cap_v2`)."""
+    return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+
+def _alpha_bar_laplace(t):
+    """The Laplace schedule (Hang & Gu 2024): log-SNR -0.5 sign(1/2 - t) log(1 - 2|1/2 - t| + 1e-6)."""
+    snr = math.exp(-0.5 * math.copysign(1, 0.5 - t) * math.log(1 - 2 * math.fabs(0.5 - t) + 1e-6))
+    return math.sqrt(snr / (1 + snr))
+
+
+def _alpha_bar_exp(t):
+    return math.exp(t * -12.0)
+
+
+def _betas_for_alpha_bar(n: int, alpha_bar=_alpha_bar_cosine, max_beta: float = 0.999) -> torch.Tensor:
+    """beta_i = 1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), capped at max_beta."""
     return torch.tensor([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)],
                         dtype=torch.float32)
 
 
-def alphas_cumprod(config: dict) -> torch.Tensor:
-    """(T,) float32 alpha_bar_t = prod(1 - beta_s, s <= t), as every diffusers scheduler builds it."""
-    n = config["num_train_timesteps"]
+def _zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2023 (arXiv:2305.08891), alg. 1: shift and scale sqrt(alpha_bar) so that it ends at exactly 0
+    and keeps its first value, then read the betas back off the ratios."""
+    root = torch.cumprod(1.0 - betas, dim=0).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * (first / (first - last))
+    alpha_bar = root ** 2
+    return 1 - torch.cat([alpha_bar[0:1], alpha_bar[1:] / alpha_bar[:-1]])
+
+
+# Classes that keep a zero-terminal-SNR schedule's last alpha_bar at 2^-24 (so its sigma is 4096, not infinite).
+_TERMINAL_FLOOR = ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler",
+                   "UniPCMultistepScheduler")
+
+
+def alphas_cumprod(config: dict, cls: str | None = None) -> torch.Tensor:
+    """(T,) float32 alpha_bar_t = prod(1 - beta_s, s <= t), as every diffusers scheduler builds it (`cls` decides
+    where a zero terminal SNR is floored)."""
+    n, start, end = config["num_train_timesteps"], config["beta_start"], config["beta_end"]
+    schedule = config["beta_schedule"]
     if config["trained_betas"] is not None:
         betas = torch.tensor(config["trained_betas"], dtype=torch.float32)
-    elif config["beta_schedule"] == "linear":
-        betas = torch.linspace(config["beta_start"], config["beta_end"], n, dtype=torch.float32)
-    elif config["beta_schedule"] == "scaled_linear":
-        betas = torch.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, n, dtype=torch.float32) ** 2
+    elif schedule == "linear":
+        betas = torch.linspace(start, end, n, dtype=torch.float32)
+    elif schedule == "scaled_linear":
+        betas = torch.linspace(start ** 0.5, end ** 0.5, n, dtype=torch.float32) ** 2
+    elif schedule == "sigmoid":  # GeoDiff (Xu et al. 2022)
+        betas = torch.sigmoid(torch.linspace(-6, 6, n)) * (end - start) + start
     else:
-        betas = _betas_for_alpha_bar(n)
-    return torch.cumprod(1.0 - betas, dim=0)
+        alpha_bar = {"squaredcos_cap_v2": _alpha_bar_cosine, "laplace": _alpha_bar_laplace, "exp": _alpha_bar_exp}
+        betas = _betas_for_alpha_bar(n, alpha_bar[schedule])
+    if config.get("rescale_betas_zero_snr"):
+        betas = _zero_terminal_snr(betas)
+    acp = torch.cumprod(1.0 - betas, dim=0)
+    if config.get("rescale_betas_zero_snr") and cls in _TERMINAL_FLOOR:
+        acp[-1] = 2 ** -24
+    return acp
 
 
 def _sigma(acp):
@@ -281,14 +374,58 @@ def _exponential(sigma_min: float, sigma_max: float, n: int) -> np.ndarray:
     return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n))
 
 
+def _incomplete_beta(x: float, a: float, b: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) in float64: its continued fraction (DLMF 8.17.22),
+    evaluated by the modified Lentz method on the side of the mean where it converges fast."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _incomplete_beta(1.0 - x, b, a)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(1000):
+        m = i // 2
+        if i == 0:
+            term = 1.0
+        elif i % 2:
+            term = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        else:
+            term = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        d = 1.0 / (1.0 + term * d if abs(1.0 + term * d) > tiny else tiny)
+        c = 1.0 + term / c if abs(1.0 + term / c) > tiny else tiny
+        f *= c * d
+        if abs(c * d - 1.0) < 1e-16:
+            break
+    return math.exp(log_front) / a * (f - 1.0)
+
+
+def _beta_quantile(q: float, a: float, b: float) -> float:
+    """x with I_x(a, b) = q, by bisection to float64 precision."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if _incomplete_beta(mid, a, b) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _beta(sigma_min: float, sigma_max: float, n: int, a: float = 0.6, b: float = 0.6) -> np.ndarray:
+    """Beta sampling (Lee et al. 2024, arXiv:2407.12173): levels at the Beta(0.6, 0.6) quantiles of an even grid,
+    denser at both ends of [sigma_min, sigma_max]."""
+    return np.array([sigma_min + _beta_quantile(q, a, b) * (sigma_max - sigma_min) for q in 1 - np.linspace(0, 1, n)])
+
+
 def _respace(config: dict, sigmas: np.ndarray, n: int) -> np.ndarray | None:
-    """Karras / exponential levels between the schedule's extremes (sigmas ordered high → low), else None."""
+    """Karras / exponential / beta levels between the schedule's extremes (sigmas ordered high → low), else None."""
     lo = config.get("sigma_min") if config.get("sigma_min") is not None else sigmas[-1].item()
     hi = config.get("sigma_max") if config.get("sigma_max") is not None else sigmas[0].item()
     if config.get("use_karras_sigmas"):
         return _karras(lo, hi, n)
     if config.get("use_exponential_sigmas"):
         return _exponential(lo, hi, n)
+    if config.get("use_beta_sigmas"):
+        return _beta(lo, hi, n)
     return None
 
 
@@ -341,9 +478,17 @@ def _ddim(config, acp, n, ddpm=False):
     if n > T:
         raise InvalidArgument(f"num_inference_steps={n} exceeds num_train_timesteps={T}")
     ts = _spaced(config, n, np.int64)
+    if (acp[torch.from_numpy(ts)] == 0).any():
+        raise InvalidArgument(f"rescale_betas_zero_snr=True with timestep_spacing {config['timestep_spacing']!r} "
+                              f"starts at alpha_bar = 0, an infinite noise level; allowed: timestep_spacing 'leading'")
     levels = _sigma(acp[torch.from_numpy(ts)])
     if ddpm:
-        return _vp(torch.cat([levels, torch.zeros(1)]), torch.from_numpy(ts), {"eta": 1.0})
+        options = {"eta": 1.0}
+        if config["variance_type"] == "fixed_large":  # noise of variance beta_t instead of the posterior's
+            a, a_prev = acp[torch.from_numpy(ts)], torch.cat([acp[torch.from_numpy(ts[1:])], torch.ones(1)])
+            beta = 1 - a / a_prev
+            options["sigmas_up"] = torch.where(torch.from_numpy(ts) > 0, beta ** 0.5 / a_prev ** 0.5, 0.0)
+        return _vp(torch.cat([levels, torch.zeros(1)]), torch.from_numpy(ts), options)
     final = _final_alpha(config, acp)
     landings = torch.stack([_sigma(acp[int(t)] if t >= 0 else final) for t in ts - T // n])
     return _vp(torch.cat([levels, landings[-1:]]), torch.from_numpy(ts), {"sigmas_next": landings})
@@ -437,11 +582,20 @@ def _ve(config, sigmas, timesteps, calls, order=1, options=None):
 def _euler(config, acp, n):
     ts, sigmas, _ = _discrete(config, acp, n)
     sigmas = _with_final(sigmas, _sigma(acp[0]) if config.get("final_sigmas_type") == "sigma_min" else 0.0)
-    return _ve(config, sigmas[:n + 1], torch.from_numpy(ts.astype(np.float32)), sigmas[:n])  # log_linear: n + 2
+    timesteps = torch.from_numpy(ts.astype(np.float32))
+    if config.get("timestep_type") == "continuous" and config["prediction_type"] == "v_prediction":
+        timesteps = torch.stack([0.25 * s.log() for s in sigmas[:n]])  # the EDM preconditioning's c_noise
+    return _ve(config, sigmas[:n + 1], timesteps, sigmas[:n])  # log_linear: n + 2
+
+
+def _own_karras_range(config):
+    """LMS and DPM-SDE space Karras sigmas between the schedule's own extremes, whatever sigma_min/max the config
+    carries (their exponential sigmas do read them)."""
+    return {**config, "sigma_min": None, "sigma_max": None} if config["use_karras_sigmas"] else config
 
 
 def _lms(config, acp, n):
-    ts, sigmas, _ = _discrete(config, acp, n)
+    ts, sigmas, _ = _discrete(_own_karras_range(config), acp, n)
     sigmas = _with_final(sigmas, 0.0)
     return _ve(config, sigmas, torch.from_numpy(ts).to(torch.float32), sigmas[:n])
 
@@ -489,7 +643,7 @@ def sde_midpoint(sigma, sigma_next):
 
 
 def _dpm_sde(config, acp, n):
-    ts, sigmas, log_sigmas = _discrete(config, acp, n, dtype=float)
+    ts, sigmas, log_sigmas = _discrete(_own_karras_range(config), acp, n, dtype=float)
     t = -np.log(sigmas)
     t_mid = torch.from_numpy(np.array([sigma_to_t(s, log_sigmas) for s in np.exp(-(t[:-1] + np.diff(t) * 0.5))]))
     sigmas, ts = _with_final(sigmas, 0.0), torch.from_numpy(ts)
@@ -577,7 +731,7 @@ def _dpmsolver_singlestep(config, acp, n):
 
 
 def _deis(config, acp, n):
-    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"]
+    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"] or config["use_beta_sigmas"]
     sigmas, ts = _multistep_sigmas(config, acp, n, config["num_train_timesteps"], True,
                                    "repeat" if respaced else _sigma(acp[0]))
     m, lof = len(ts), config["lower_order_final"] and len(ts) < 15
@@ -585,7 +739,7 @@ def _deis(config, acp, n):
 
 
 def _unipc(config, acp, n):
-    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"]
+    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"] or config["use_beta_sigmas"]
     final = "repeat" if respaced and config["final_sigmas_type"] == "sigma_min" else _final(config, acp)
     sigmas, ts = _multistep_sigmas(config, acp, n, config["num_train_timesteps"], True, final)
     m, order = len(ts), config["solver_order"]
@@ -602,6 +756,9 @@ _BUILDERS = {
     "DPMSolverMultistepScheduler": _dpmsolver_multistep, "DPMSolverSinglestepScheduler": _dpmsolver_singlestep,
     "DEISMultistepScheduler": _deis, "UniPCMultistepScheduler": _unipc,
 }
+# Schedulers that do not look their first step up by timestep (diffusers' `index_for_timestep` takes the second of
+# two equal timesteps, so every other scheduler starting on a repeated one runs past its schedule).
+_COUNTS_ITS_OWN_STEPS = ("DDIMScheduler", "DDPMScheduler", "PNDMScheduler")
 _PER_STEP = ("sigmas_next", "sigmas_mid", "sigmas_up", "sigmas_down", "orders", "correct")
 
 
@@ -613,9 +770,17 @@ def plan(scheduler_config: dict, sampler: str | None, num_inference_steps: int, 
     if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
         raise InvalidArgument(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
     name, cls, config, eta = resolve(scheduler_config, sampler, overrides)
-    acp = alphas_cumprod(config)
+    acp = alphas_cumprod(config, cls)
+    fields = _BUILDERS[cls](config, acp, num_inference_steps)
+    first = fields["timesteps"][:1]
+    if cls not in _COUNTS_ITS_OWN_STEPS and len(first) and (fields["timesteps"] == first).sum() > 1:
+        spread = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+                  if config.get(k)]
+        raise InvalidArgument(f"{cls} with {' and '.join(spread) or 'this config'} and num_inference_steps="
+                              f"{num_inference_steps} starts on a repeated timestep ({first.item():g}), where "
+                              "diffusers' scheduler loses its step count and fails; allowed: fewer steps or other sigmas")
     return Plan(name=name, scheduler=cls, config=config, num_inference_steps=num_inference_steps, eta=eta,
-                alphas_cumprod=acp, **_BUILDERS[cls](config, acp, num_inference_steps))
+                alphas_cumprod=acp, **fields)
 
 
 def start_at(plan: Plan, strength: float) -> Plan:
