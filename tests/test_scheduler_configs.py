@@ -222,3 +222,19 @@ def test_dpm_sde_noise_sampler_seed_fixes_the_brownian_path():
 def test_refusals_name_an_object_value_on_one_line():
     with pytest.raises(InvalidArgument, match=r"^UniPCMultistepScheduler solver_p <a DDIMScheduler> is not supp"):
         samplers.plan(AUDIOLDM, "unipc", 10, solver_p=diffusers.DDIMScheduler())
+
+
+# --- through a pipeline ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sampler", ["PNDMScheduler", "pndm"])
+def test_audioldm_pipeline_runs_pndm_with_runge_kutta_like_diffusers(tiny_audioldm, sampler):
+    """`PNDMScheduler.from_config(pipe.scheduler.config)` on the checkpoint's DDIM config (no skip_prk_steps): the
+    Runge-Kutta warm-up, 5 steps = 14 UNet calls, mel and waveform as diffusers'."""
+    from parity import compare
+
+    calls = []
+    result = compare(tiny_audioldm, prompt="A hammer hitting a wooden surface", num_inference_steps=5,
+                     latents_shape=(1, 4, 32, 4), reference_scheduler=diffusers.PNDMScheduler, sampler=sampler,
+                     ours_kwargs={"callback": lambda i, t, x: calls.append(i)})
+    assert result["mel"] <= TOLERANCE and result["waveform"] <= TOLERANCE, result
+    assert calls == [9, 10, 11, 12, 13]  # diffusers' loop indices after its warm-up calls

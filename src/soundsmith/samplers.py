@@ -21,9 +21,9 @@ from .errors import InvalidArgument
 from .schedules import SAMPLERS, Plan, add_noise, plan, sde_midpoint, sigma_to_t, start_at
 
 __all__ = ["SAMPLERS", "Plan", "plan", "run", "start_at", "add_noise", "randn", "ancestral_step", "BrownianNoise",
-           "sample_ddim", "sample_pndm", "sample_plms", "sample_lms", "sample_euler", "sample_euler_ancestral", "sample_heun",
-           "sample_dpm_2", "sample_dpm_2_ancestral", "sample_dpmpp_2m", "sample_dpmpp_singlestep",
-           "sample_dpmpp_sde", "sample_deis", "sample_unipc", "dynamic_threshold"]
+           "dynamic_threshold", "sample_ddim", "sample_pndm", "sample_plms", "sample_lms", "sample_euler",
+           "sample_euler_ancestral", "sample_heun", "sample_dpm_2", "sample_dpm_2_ancestral", "sample_dpmpp_2m",
+           "sample_dpmpp_singlestep", "sample_dpmpp_sde", "sample_deis", "sample_unipc"]
 
 
 def randn(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
@@ -573,8 +573,8 @@ def sample_unipc(model, x, sigmas, *, orders=None, correct=None, solver_type="bh
     return x
 
 
-_SAMPLE = {"ddim": sample_ddim, "ddpm": sample_ddim, "pndm": sample_pndm, "plms": sample_plms, "lms": sample_lms, "euler": sample_euler,
-           "euler-a": sample_euler_ancestral, "heun": sample_heun, "kdpm2": sample_dpm_2,
+_SAMPLE = {"ddim": sample_ddim, "ddpm": sample_ddim, "pndm": sample_pndm, "plms": sample_plms, "lms": sample_lms,
+           "euler": sample_euler, "euler-a": sample_euler_ancestral, "heun": sample_heun, "kdpm2": sample_dpm_2,
            "kdpm2-a": sample_dpm_2_ancestral, "dpmpp-2m": sample_dpmpp_2m, "dpmpp-2m-sde": sample_dpmpp_2m,
            "dpmpp-2s": sample_dpmpp_singlestep, "dpm-sde": sample_dpmpp_sde, "deis": sample_deis,
            "unipc": sample_unipc}
