@@ -124,15 +124,19 @@ def _value(field, value):
 
 
 def cases():
+    seen = set()
     for name, (_, cls) in CLASSES.items():
         declared = fields(cls)
         for field in declared:
             for value in OPTIONS.get(field, []):
-                yield pytest.param(name, {field: value}, id=f"{name}-{field}={value!r:.20}")
-                for partner in PARTNERS.get(field, []):
-                    if all(k in declared for k in partner):
-                        with_ = "-".join(f"{k}={v}" for k, v in partner.items())
-                        yield pytest.param(name, {**partner, field: value}, id=f"{name}-{field}={value!r:.20}-{with_}")
+                walked = [({field: value}, "")] + [
+                    ({**partner, field: value}, "-" + "-".join(f"{k}={v}" for k, v in partner.items()))
+                    for partner in PARTNERS.get(field, []) if all(k in declared for k in partner)]
+                for overrides, with_ in walked:
+                    key = (name, repr(sorted(overrides.items())))
+                    if key not in seen:
+                        seen.add(key)
+                        yield pytest.param(name, overrides, id=f"{name}-{field}={value!r:.20}{with_}")
 
 
 def run_diffusers(name, overrides):
