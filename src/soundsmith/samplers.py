@@ -177,6 +177,7 @@ def sample_pndm(model, x, sigmas, *, sigmas_next, sigmas_early, sigmas_mid, comb
         if callback is not None:
             callback(k, x, sigma)
         k += 1
+
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas_next[i]
         if i > 0:
