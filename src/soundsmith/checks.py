@@ -214,7 +214,7 @@ def parse_span(text: str) -> tuple[float, float]:
 def check_sampler(sampler, label: str = "sampler") -> str | None:
     """A sampler short name or diffusers scheduler class (schedules.SAMPLERS / DEFAULTS), "default" or None for the
     checkpoint's own scheduler. Checked by name only: the checkpoint's config is checked when the plan is built."""
-    from .schedules import DEFAULTS, SAMPLERS, _refuse as refuse
+    from .scheduler_config import DEFAULTS, SAMPLERS, _refuse as refuse
 
     if sampler is None or sampler == "default":
         return sampler
