@@ -314,7 +314,8 @@ def audioldm2_checkpoint(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
              **prefixed("cond_stage_models.0.cond_stage_models.0.model.", modules["clap"]),
              **prefixed("cond_stage_models.0.cond_stage_models.1.model.", modules["t5"]),
              **prefixed("cond_stage_models.1.model.", modules["t5"]), **diffusion_buffers(),
-             "scale_factor": torch.tensor(0.4110932946205139)}
+             "scale_factor": torch.tensor(0.4110932946205139),
+             "clap.model.text_branch.embeddings.position_ids": torch.arange(514).expand((1, -1))}
     return state, modules
 
 

@@ -191,13 +191,9 @@ def _vae(state: dict, original: configs.Original) -> tuple[Component, int]:
     scale = state.get("scale_factor")
     config = configs.vae_config(weights, None if scale is None else float(scale), original)
     levels = len(config["block_out_channels"])
-    legacy = original.family == "audioldm" and original.layout == "audioldm"  # as the AudioLDM script names them
-    converted = keys.vae(weights, levels, legacy_attention_names=legacy)
-    from .checkpoints import rename_legacy_vae_keys
-
-    check = _check_module(AutoencoderKL, VAEConfig, "VAE")
+    converted = keys.vae(weights, levels)
     component = _diffusers_component("vae", "diffusers", config, converted,
-                                     lambda c, s: check(c, rename_legacy_vae_keys(s)))
+                                     _check_module(AutoencoderKL, VAEConfig, "VAE"))
     return component, 2 ** (levels - 1)
 
 

@@ -121,15 +121,13 @@ def _unet_name(key: str, layers: int, transformers: int) -> str | None:
 # ----------------------------------------------------------------------------------------------------------- VAE
 
 _VAE_ATTENTION = {"norm.": "group_norm.", "q.": "to_q.", "k.": "to_k.", "v.": "to_v.", "proj_out.": "to_out.0."}
-_VAE_ATTENTION_LEGACY = {"norm.": "group_norm.", "q.": "query.", "k.": "key.", "v.": "value.",
-                         "proj_out.": "proj_attn."}
 
 
-def vae(state: dict[str, torch.Tensor], levels: int, legacy_attention_names: bool = False) -> dict[str, torch.Tensor]:
+def vae(state: dict[str, torch.Tensor], levels: int) -> dict[str, torch.Tensor]:
     """Original KL-autoencoder parameters (prefix `first_stage_model.` removed, vocoder and loss excluded) →
-    diffusers AutoencoderKL names. The mid-block attention's 1×1 convolutions become linear weights; with
-    `legacy_attention_names` they are named query/key/value/proj_attn, as the AudioLDM conversion script writes."""
-    attention = _VAE_ATTENTION_LEGACY if legacy_attention_names else _VAE_ATTENTION
+    diffusers AutoencoderKL names (the mid-block attention's 1×1 convolutions become linear to_q/to_k/to_v/to_out.0
+    weights; the hub's AudioLDM folders, written by an older diffusers, name them query/key/value/proj_attn)."""
+    attention = _VAE_ATTENTION
     out, used = {}, set()
     for key, value in state.items():
         coder, _, rest = key.partition(".")
