@@ -116,18 +116,21 @@ def available() -> bool:
 # ------------------------------------------------------------------------------------------ tiny originals
 
 
-def _roberta_config(layers: int = 1, vocab_size: int = 1000):
+def _roberta_config(layers: int = 1, vocab_size: int = 1000, intermediate_size: int = 64):
+    """RoBERTa-base's config (768 wide, 12 heads, 514 positions, LayerNorm eps 1e-5), with fewer layers, a smaller
+    vocabulary and FFN by default (roberta-base: 12 layers, 50265 tokens, 3072)."""
     from transformers import RobertaConfig
 
     return RobertaConfig(vocab_size=vocab_size, hidden_size=768, num_hidden_layers=layers, num_attention_heads=12,
-                         intermediate_size=64, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
-                         bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
+                         intermediate_size=intermediate_size, max_position_embeddings=514, type_vocab_size=1,
+                         pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
 
 
 def clap(package: str = "audioldm2", *, embed_dim: int = 16, depths=(1, 1), heads=(1, 2), window: int = 4,
-         spec_size: int = 64, joint: int = 16) -> nn.Module:
+         spec_size: int = 64, joint: int = 16, roberta: dict | None = None) -> nn.Module:
     """The original open_clip CLAP (RoBERTa text branch, HTSAT audio branch) at a tiny size: HTSAT patch width
-    `embed_dim`, `depths` / `heads` per stage, window `window`, 64 mel bins; joint embedding `joint`."""
+    `embed_dim`, `depths` / `heads` per stage, window `window`, 64 mel bins; joint embedding `joint`; `roberta`:
+    keyword arguments of `_roberta_config`."""
     model = original(f"{package}.clap.open_clip.model")
     htsat = original(f"{package}.clap.open_clip.htsat")
 
@@ -140,7 +143,7 @@ def clap(package: str = "audioldm2", *, embed_dim: int = 16, depths=(1, 1), head
     class RobertaConfig:
         @staticmethod
         def from_pretrained(name):
-            return _roberta_config()
+            return _roberta_config(**(roberta or {}))
 
     saved = model.create_htsat_model, getattr(model, "RobertaConfig", None)
     model.create_htsat_model = tiny_htsat
@@ -148,7 +151,8 @@ def clap(package: str = "audioldm2", *, embed_dim: int = 16, depths=(1, 1), head
     if package == "audioldm":  # AudioLDM's copy loads the pretrained weights itself: build an untrained one instead
         from transformers import RobertaModel
         saved_roberta = model.RobertaModel
-        model.RobertaModel = types.SimpleNamespace(from_pretrained=lambda name: RobertaModel(_roberta_config()))
+        model.RobertaModel = types.SimpleNamespace(
+            from_pretrained=lambda name: RobertaModel(_roberta_config(**(roberta or {}))))
     try:
         audio_cfg = dict(model_type="HTSAT", model_name="base", sample_rate=48000, audio_length=1024,
                          window_size=1024, hop_size=480, fmin=50, fmax=14000, class_num=527, mel_bins=64,
