@@ -126,7 +126,7 @@ def _roberta_config(layers: int = 1, vocab_size: int = 1000, intermediate_size: 
                          pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
 
 
-def clap(package: str = "audioldm2", *, embed_dim: int = 16, depths=(1, 1), heads=(1, 2), window: int = 4,
+def clap(package: str = "audioldm2", *, embed_dim: int = 16, depths=(2, 1), heads=(1, 2), window: int = 4,
          spec_size: int = 64, joint: int = 16, roberta: dict | None = None) -> nn.Module:
     """The original open_clip CLAP (RoBERTa text branch, HTSAT audio branch) at a tiny size: HTSAT patch width
     `embed_dim`, `depths` / `heads` per stage, window `window`, 64 mel bins; joint embedding `joint`; `roberta`:
@@ -135,10 +135,11 @@ def clap(package: str = "audioldm2", *, embed_dim: int = 16, depths=(1, 1), head
     htsat = original(f"{package}.clap.open_clip.htsat")
 
     def tiny_htsat(audio_cfg, enable_fusion=False, fusion_type="None"):
-        return htsat.HTSAT_Swin_Transformer(
-            spec_size=spec_size, patch_size=4, patch_stride=(4, 4), num_classes=audio_cfg.class_num,
-            embed_dim=embed_dim, depths=list(depths), num_heads=list(heads), window_size=window, config=audio_cfg,
-            enable_fusion=enable_fusion, fusion_type=fusion_type)
+        with torch.device("cpu"):  # its drop-path schedule calls .item(): not on the meta device
+            return htsat.HTSAT_Swin_Transformer(
+                spec_size=spec_size, patch_size=4, patch_stride=(4, 4), num_classes=audio_cfg.class_num,
+                embed_dim=embed_dim, depths=list(depths), num_heads=list(heads), window_size=window,
+                config=audio_cfg, enable_fusion=enable_fusion, fusion_type=fusion_type)
 
     class RobertaConfig:
         @staticmethod

@@ -41,18 +41,30 @@ def tokenizer_folders(tmp_path_factory):
     return {family: build(root / family) for family, build in BUILDERS.items()}
 
 
-@pytest.fixture(scope="session", params=["audioldm", "musicldm", "audioldm2"])
-def converted(request, tmp_path_factory, tokenizer_folders):
-    """(family, original state dict, original modules, converted folder) per family."""
-    family = request.param
-    state, modules = (original.audioldm2_checkpoint() if family == "audioldm2"
-                      else original.audioldm_checkpoint(family))
-    root = tmp_path_factory.mktemp(f"original-{family}")
-    torch.save({"state_dict": state, "global_step": 123}, root / f"{family}.ckpt")
-    (root / "config.json").write_text(json.dumps(original.TINY_CONFIG))
-    folder = convert.convert(root / f"{family}.ckpt", root / "converted", config=root / "config.json",
-                             family=family, tokenizers_from=tokenizer_folders[family])
-    return family, state, modules, folder
+@pytest.fixture(scope="session")
+def conversions(tmp_path_factory, tokenizer_folders):
+    """family → (family, original state dict, original modules, converted folder), built on first use."""
+    made = {}
+
+    def get(family: str):
+        if family not in made:
+            state, modules = (original.audioldm2_checkpoint() if family == "audioldm2"
+                              else original.audioldm_checkpoint(family))
+            root = tmp_path_factory.mktemp(f"original-{family}")
+            torch.save({"state_dict": state, "global_step": 123}, root / f"{family}.ckpt")
+            (root / "config.json").write_text(json.dumps(original.TINY_CONFIG))
+            folder = convert.convert(root / f"{family}.ckpt", root / "converted", config=root / "config.json",
+                                     family=family, tokenizers_from=tokenizer_folders[family])
+            made[family] = (family, state, modules, folder)
+        return made[family]
+
+    return get
+
+
+@pytest.fixture(params=["audioldm", "musicldm", "audioldm2"])
+def converted(request, conversions):
+    """(family, original state dict, original modules, converted folder) for each family."""
+    return conversions(request.param)
 
 
 def _rel(a, b) -> float:
@@ -134,10 +146,8 @@ def test_converted_clap_computes_the_original_text_and_audio_towers(converted):
     assert _rel(getattr(out, "pooler_output", out), expected) < 1e-4
 
 
-def test_converted_audioldm2_conditioning_models_hold_the_original_tensors(converted):
-    family, state, modules, folder = converted
-    if family != "audioldm2":
-        pytest.skip("AudioLDM 2 only")
+def test_converted_audioldm2_conditioning_models_hold_the_original_tensors(conversions):
+    family, state, modules, folder = conversions("audioldm2")
     from safetensors.torch import load_file
     from transformers import GPT2Model, T5EncoderModel
 
@@ -242,7 +252,7 @@ def test_vocoder_saved_with_weight_norm_converts_to_the_same_weights():
     assert torch.allclose(folded["conv_pre.weight"], plain["conv_pre.weight"], rtol=1e-6, atol=1e-7)
 
 
-def test_out_folder_that_exists_is_refused_unless_forced(converted, tmp_path):
+def test_out_folder_that_exists_is_refused_unless_forced(tmp_path):
     ckpt = tmp_path / "x.ckpt"
     torch.save({"a": torch.zeros(1)}, ckpt)
     (tmp_path / "taken").mkdir()
@@ -278,10 +288,8 @@ def test_family_flag_must_fit_the_weights(tmp_path):
         convert.convert(tmp_path / "a.pth", tmp_path / "out", family="audioldm2")
 
 
-def test_cli_convert_subcommand(converted, tmp_path, tokenizer_folders, capsys):
-    family, state, _, _ = converted
-    if family != "audioldm":
-        pytest.skip("once is enough")
+def test_cli_convert_subcommand(conversions, tmp_path, tokenizer_folders, capsys):
+    family, state, _, _ = conversions("audioldm")
     torch.save({"state_dict": state}, tmp_path / "audioldm-s.ckpt")
     (tmp_path / "c.json").write_text(json.dumps(original.TINY_CONFIG))
     parser = argparse.ArgumentParser(prog="soundsmith")
@@ -294,10 +302,8 @@ def test_cli_convert_subcommand(converted, tmp_path, tokenizer_folders, capsys):
                                                          audio_length_in_s=0.05).audios.shape == (1, 800)
 
 
-def test_load_converts_a_checkpoint_file_once_into_the_cache(converted, tmp_path, tokenizer_folders, monkeypatch):
-    family, state, _, folder = converted
-    if family != "musicldm":
-        pytest.skip("once is enough")
+def test_load_converts_a_checkpoint_file_once_into_the_cache(conversions, tmp_path, tokenizer_folders, monkeypatch):
+    family, state, _, folder = conversions("musicldm")
     hub_like = tmp_path / "clap-htsat-unfused"  # the hub repo's layout: tokenizer and feature extractor together
     for sub in ("tokenizer", "feature_extractor"):
         for file in (tokenizer_folders[family] / sub).iterdir():
@@ -344,3 +350,84 @@ def test_a_pickle_that_would_run_a_command_is_refused_and_the_command_never_runs
         assert "\n" not in str(info.value)
     assert not marker.exists()
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------ full size
+
+
+def _meta_unet(package: str, name: str):
+    """The original UNet of a published model, built on the meta device (shapes only) from the package's own
+    default config for that name."""
+    config = original.original(f"{package}.utils").default_audioldm_config(name)
+    params = dict(config["model"]["params"]["unet_config"]["params"])
+    with torch.device("meta"):
+        return original.unet(package, **params), config
+
+
+# UNet parameter counts of the hub folders (reference/diffusers-spec.md §6.1, counted from their configs)
+PUBLISHED_UNETS = [
+    ("audioldm", "audioldm-s-full", 185_036_552, [128, 256, 384, 640], None),
+    ("audioldm", "audioldm-m-full", 415_954_568, [192, 384, 576, 960], None),
+    ("audioldm", "audioldm-l-full", 739_139_080, [256, 512, 768, 1280], None),
+    ("audioldm2", "audioldm2-full", 346_943_496, [128, 256, 384, 640], [[None, 768, 1024]] * 4),
+    ("audioldm2", "audioldm2-full-large-1150k", 718_012_296, [128, 256, 384, 640], [[None, 768, 1024, None]] * 4),
+]
+
+
+@pytest.mark.parametrize("package,name,params,channels,cross", PUBLISHED_UNETS, ids=[p[1] for p in PUBLISHED_UNETS])
+def test_published_unets_convert_to_the_hub_configurations(package, name, params, channels, cross):
+    from soundsmith import convert_configs, convert_keys
+    from soundsmith.models.unet import UNet, UNetConfig
+
+    module, _ = _meta_unet(package, name)
+    weights = module.state_dict()
+    layout = "audioldm2" if package == "audioldm2" else "audioldm"
+    described = convert_configs.Original(family=layout, layout=layout)
+    shape = convert_configs.unet_shape(weights, layout)
+    config = convert_configs.unet_config(shape, described, 4, "diffusers")
+    converted = convert_keys.unet(weights, shape.num_res_blocks, len(shape.contexts))
+    assert config["block_out_channels"] == channels
+    assert config["sample_size"] == (128 if package == "audioldm" else 256)
+    if cross is None:
+        assert config["cross_attention_dim"] == channels and config["projection_class_embeddings_input_dim"] == 512
+    else:
+        assert config["cross_attention_dim"] == cross
+        assert config["transformer_layers_per_block"] == (2 if "large" in name else 1)
+    assert sum(t.numel() for t in converted.values()) == params
+    with torch.device("meta"):
+        ours = UNet(UNetConfig.from_dict(config)).state_dict()
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in converted.items()}
+
+
+def test_published_clap_converts_to_the_laion_configuration():
+    """HTSAT-base + RoBERTa-base CLAP (AudioLDM 2, MusicLDM, AudioLDM-M), shapes only: the configuration read off its
+    weights is laion/clap-htsat-unfused's (transformers' defaults) widened as the diffusers scripts widen it."""
+    from transformers import ClapAudioConfig, ClapTextConfig
+
+    from soundsmith import convert_configs, convert_keys
+
+    with torch.device("meta"):
+        module = original.clap("audioldm2", embed_dim=128, depths=(2, 2, 12, 2), heads=(4, 8, 16, 32), window=8,
+                               spec_size=256, joint=512,
+                               roberta=dict(layers=12, vocab_size=50265, intermediate_size=3072))
+    weights = module.state_dict()
+    converted = convert_keys.clap(weights)
+    text = convert_configs.clap_text_config(converted)
+    laion_text = ClapTextConfig().to_dict()
+    assert all(laion_text[k] == v for k, v in text.items()), {k: (v, laion_text[k]) for k, v in text.items()}
+    audio = convert_configs.clap_audio_config(converted, convert_configs.htsat_spec_size(weights))
+    laion_audio = ClapAudioConfig(patch_embeds_hidden_size=128, hidden_size=1024, depths=[2, 2, 12, 2]).to_dict()
+    assert all(laion_audio[k] == v for k, v in audio.items()), {k: (v, laion_audio[k]) for k, v in audio.items()}
+
+
+@pytest.mark.parametrize("keys,message", [
+    (["cond_stage_models.0.start_of_sequence_tokens.weight", "cond_stage_models.0.cond_stage_models.1.text_encoder.emb.weight"],
+     "AudioLDM 2 speech checkpoint.*not supported yet.*audioldm2-gigaspeech"),
+    (["cond_stage_models.0.model.shared.weight"], "Flan-T5 cross-attention alone.*not converted"),
+], ids=["audioldm2-speech", "crossattn-t5"])
+def test_layouts_without_a_conversion_are_named_in_one_line(tmp_path, keys, message):
+    state = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 8, 3, 3), **{k: torch.zeros(2) for k in keys}}
+    torch.save(state, tmp_path / "model.pth")
+    with pytest.raises(CheckpointError, match=message) as info:
+        convert.convert(tmp_path / "model.pth", tmp_path / "out")
+    assert "\n" not in str(info.value)

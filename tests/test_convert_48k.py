@@ -98,8 +98,8 @@ def test_48k_clap_text_tower_matches_the_conditioning_clap(tiny_48k):
 
 def test_48k_generates_with_diffusers_and_soundsmith_alike(tiny_48k):
     _, _, folder, _ = tiny_48k
-    errors = compare(folder, latents_shape=(1, 4, 100, 2), prompt="rain on a tin roof", num_inference_steps=3,
-                     audio_length_in_s=0.1, guidance_scale=3.5)
+    errors = compare(folder, latents_shape=(1, 4, 20, 2), prompt="rain on a tin roof", num_inference_steps=3,
+                     audio_length_in_s=0.02, guidance_scale=3.5)
     assert errors["waveform"] < 1e-4 and errors["mel"] < 1e-4, errors
 
 
@@ -144,9 +144,9 @@ def test_model_name_audioldm_48k_downloads_the_original_file_and_converts_it_onc
     assert pipe.folder == tmp_path / "converted" / "audioldm-48k" and pipe.sample_rate == 48000
     assert fetched == [("haoheliu/audioldm_48k", "audioldm_48k.pth", True)]
     assert (pipe.default_steps, pipe.default_guidance) == (200, 3.5)
-    out = pipe("rain", num_inference_steps=2, seed=0, audio_length_in_s=0.1)
-    expected = soundsmith.load(folder, device="cpu")("rain", num_inference_steps=2, seed=0, audio_length_in_s=0.1)
-    assert out.sample_rate == 48000 and out.audios.shape == (1, 4800)
+    out = pipe("rain", num_inference_steps=2, seed=0, audio_length_in_s=0.02)
+    expected = soundsmith.load(folder, device="cpu")("rain", num_inference_steps=2, seed=0, audio_length_in_s=0.02)
+    assert out.sample_rate == 48000 and out.audios.shape == (1, 960)
     assert (out.audios == expected.audios).all()
     monkeypatch.setattr(convert, "convert", lambda *a, **k: pytest.fail("converted twice"))
     assert checkpoints.resolve("audioldm-48k") == pipe.folder
@@ -199,3 +199,29 @@ def test_full_size_48k_from_the_published_config_matches_the_original_and_genera
         assert rel_err(pipe.vocoder(mel), modules["vae"].vocoder(mel.transpose(1, 2)).squeeze(1)) < 1e-4
     out = pipe("a dog barking", num_inference_steps=2, seed=0, audio_length_in_s=0.5)
     assert out.sample_rate == 48000 and out.audios.shape == (1, 24000)
+
+
+def test_published_48k_unet_converts_with_heads_of_32_channels():
+    """The published audioldm_48k UNet (shapes only, meta device): four levels 128·[1, 2, 3, 5], 16 latent channels,
+    CLAP FiLM 512 concatenated, two self-attention transformers per layer, heads of 32 channels."""
+    from soundsmith import convert_configs, convert_keys
+    from soundsmith.models.unet import UNet, UNetConfig
+
+    published = original.original("audioldm2.utils").default_audioldm_config("audioldm_48k")
+    with torch.device("meta"):
+        module = original.unet("audioldm2", **published["model"]["params"]["unet_config"]["params"])
+    weights = module.state_dict()
+    described = convert_configs.describe(
+        {"model.diffusion_model.input_blocks.0.0.weight": weights["input_blocks.0.0.weight"],
+         "cond_stage_models.0.model.text_branch.embeddings.word_embeddings.weight": torch.zeros(1)},
+        published, None, "audioldm_48k.pth")
+    shape = convert_configs.unet_shape(weights, described.layout)
+    config = convert_configs.unet_config(shape, described, 8, "original")
+    assert config["attention_head_dim"] == [4, 8, 12, 20]
+    assert config["cross_attention_dim"] == [[None, None]] * 4 and config["in_channels"] == 16
+    assert (config["projection_class_embeddings_input_dim"], config["class_embeddings_concat"]) == (512, True)
+    assert config["sample_size"] == 128
+    converted = convert_keys.unet(weights, shape.num_res_blocks, len(shape.contexts))
+    with torch.device("meta"):
+        ours = UNet(UNetConfig.from_dict(config)).state_dict()
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in converted.items()}

@@ -226,11 +226,7 @@ def _clap(state: dict, prefix: str, audio: bool, layer_norm_eps: float = 1e-12) 
     if not audio:
         return _transformers_component("text_encoder", "ClapTextModelWithProjection", "ClapTextConfig", text,
                                        converted, fill)
-    tscam = original["audio_branch.tscam_conv.weight"].shape[2] if "audio_branch.tscam_conv.weight" in original else 2
-    stages = 1 + max(int(k.split(".")[2]) for k in original if k.startswith("audio_branch.layers."))
-    patch = original["audio_branch.patch_embed.proj.weight"].shape[2]
-    mels = original["audio_branch.bn0.weight"].shape[0]
-    audio_config = configs.clap_audio_config(converted, configs.htsat_spec_size(tscam, stages, patch, mels))
+    audio_config = configs.clap_audio_config(converted, configs.htsat_spec_size(original))
     projection_dim = audio_config.pop("projection_dim")
     if text["projection_dim"] != projection_dim:
         raise CheckpointError(f"CLAP text and audio projections differ in width ({text['projection_dim']} vs "

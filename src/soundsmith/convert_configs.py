@@ -104,10 +104,10 @@ def describe(state: dict[str, torch.Tensor], config: dict | None, family: str | 
                               "it is not an AudioLDM, AudioLDM 2 or MusicLDM checkpoint")
     if "cond_stage_models.0.start_of_sequence_tokens.weight" in state:
         layout = "audioldm2"
-        if any(k.startswith("cond_stage_models.0.cond_stage_models.1.text_encoder.") for k in state):
+        if any(".text_encoder." in k and k.startswith("cond_stage_models.0.cond_stage_models.") for k in state):
             raise CheckpointError(f"{filename} is an AudioLDM 2 speech checkpoint (a VITS phoneme encoder conditions "
-                                  "it): converting it is not supported yet; use anhnct/audioldm2_gigaspeech or "
-                                  "_ljspeech (diffusers layout)")
+                                  "it): converting it is not supported yet; -m audioldm2-gigaspeech and "
+                                  "audioldm2-ljspeech are the speech models already in the diffusers layout")
         detected = "audioldm2"
     elif "cond_stage_models.0.model.text_branch.embeddings.word_embeddings.weight" in state:
         layout, detected = "audioldm2-film", "audioldm"
@@ -115,6 +115,10 @@ def describe(state: dict[str, torch.Tensor], config: dict | None, family: str | 
         layout = "audioldm"
         target = str(_get(config, "model", "target", default="")).lower()
         detected = "musicldm" if "musicldm" in target or "musicldm" in filename.lower() else "audioldm"
+    elif "cond_stage_models.0.model.shared.weight" in state:
+        raise CheckpointError(f"{filename} is an AudioLDM conditioned by Flan-T5 cross-attention alone "
+                              "(audioldm_16k_crossattn_t5): no diffusers pipeline runs that layout, so it is not "
+                              "converted")
     else:
         raise CheckpointError(f"{filename}: no CLAP text branch under cond_stage_model.model., "
                               "cond_stage_models.0.model. or a GPT-2 sequence generator: not a checkpoint of the "
@@ -369,14 +373,26 @@ def clap_audio_config(audio: dict[str, torch.Tensor], spec_size: int) -> dict:
     }
 
 
-def htsat_spec_size(tscam_kernel_height: int, stages: int, patch_stride: int, mels: int) -> int:
-    """HTSAT's spectrogram image size from its tscam_conv kernel height SF = spec // 2^(stages−1) // stride //
-    (spec // mels): the power of two that gives SF (256 for the published CLAPs)."""
-    for spec in (2 ** p for p in range(5, 13)):
-        if spec >= mels and spec // 2 ** (stages - 1) // patch_stride // (spec // mels) == tscam_kernel_height:
-            return spec
-    raise CheckpointError(f"the CLAP audio tower's tscam_conv kernel height {tscam_kernel_height} fits no "
-                          "spectrogram size")
+def htsat_spec_size(original_audio: dict[str, torch.Tensor]) -> int:
+    """HTSAT's spectrogram image size (256 in the published CLAPs), from the original audio branch (prefix
+    `audio_branch.` kept): a shifted-window block's attn_mask buffer holds (patches / window)² windows of the first
+    stage, patches = spec_size / patch_stride. Without one, the tscam_conv kernel height
+    SF = spec // 2^(stages−1) // stride // (spec // mels) is matched, preferring the published 256 among sizes that
+    fit."""
+    window = (math.isqrt(original_audio["audio_branch.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0])
+              + 1) // 2
+    stride = original_audio["audio_branch.patch_embed.proj.weight"].shape[2]
+    masks = [v for k, v in original_audio.items() if re.match(r"audio_branch\.layers\.0\.blocks\.\d+\.attn_mask$", k)]
+    if masks:
+        return math.isqrt(masks[0].shape[0]) * window * stride
+    stages = 1 + max(int(k.split(".")[2]) for k in original_audio if k.startswith("audio_branch.layers."))
+    mels = original_audio["audio_branch.bn0.weight"].shape[0]
+    height = original_audio["audio_branch.tscam_conv.weight"].shape[2]
+    fits = [spec for spec in (2 ** p for p in range(5, 13))
+            if spec >= mels and spec // 2 ** (stages - 1) // stride // (spec // mels) == height]
+    if not fits:
+        raise CheckpointError(f"the CLAP audio tower's tscam_conv kernel height {height} fits no spectrogram size")
+    return 256 if 256 in fits else fits[0]
 
 
 def t5_config(t5: dict[str, torch.Tensor]) -> dict:
