@@ -394,6 +394,9 @@ def test_published_unets_convert_to_the_hub_configurations(package, name, params
         assert config["cross_attention_dim"] == cross
         assert config["transformer_layers_per_block"] == (2 if "large" in name else 1)
     assert sum(t.numel() for t in converted.values()) == params
+    faithful = convert_configs.unet_config(shape, described, 4, "original")  # the original code's head counts
+    head_channels = 64 if name == "audioldm-l-full" else 32  # as the packages' default_audioldm_config sets them
+    assert faithful["attention_head_dim"] == [c // head_channels for c in channels]
     with torch.device("meta"):
         ours = UNet(UNetConfig.from_dict(config)).state_dict()
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in converted.items()}
