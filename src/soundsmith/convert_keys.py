@@ -32,8 +32,8 @@ def under(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
 
 
 def ema_unet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The UNet's exponential-moving-average weights: LitEma stores `model.diffusion_model.a.b.c` as
-    `model_ema.diffusion_modela b c` with the dots removed."""
+    """The UNet's exponential-moving-average weights: LitEma stores `model.diffusion_model.x.0.weight` as
+    `model_ema.diffusion_modelx0weight` (the dots removed)."""
     flat = under(state, "model_ema.")
     out = {}
     for key in under(state, "model.diffusion_model."):
@@ -247,7 +247,7 @@ def _htsat(rest: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
         return {prefix + rest: value}
     block, tail = match.groups()
     if tail.startswith("attn.qkv."):
-        query, key, value_ = value.chunk(3, dim=0)
+        query, key, value_ = (part.clone() for part in value.chunk(3, dim=0))  # own storage each, for saving
         leaf = tail[len("attn.qkv."):]
         return {f"{prefix}{block}attention.self.{name}.{leaf}": part
                 for name, part in (("query", query), ("key", key), ("value", value_))}
