@@ -33,8 +33,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     from .checkpoints import DEFAULT
 
     p.add_argument("-m", "--model", default=None,
-                   help=f"model name, hub id or local diffusers folder (default {DEFAULT} when cached or reachable, "
-                        "else the bundled `demo`; `soundsmith models`)")
+                   help=f"model name, hub id, local diffusers folder or original .ckpt/.pth file (converted once) "
+                        f"(default {DEFAULT} when cached or reachable, else the bundled `demo`; `soundsmith models`)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default float32")
 
@@ -110,10 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("model", help="model name or hub id")
     download.set_defaults(func=cmd_download)
 
-    from . import data
+    from . import convert, data
     from .train import cli as train_cli
 
-    for owner in (data, train_cli):  # each training stage owns its subcommands
+    for owner in (data, train_cli, convert):  # each stage owns its subcommands
         owner.add_commands(sub)
     return parser
 
