@@ -301,7 +301,8 @@ def load_module(module_cls, config, folder: Path, stem: str, dtype: torch.dtype,
 # transformers classes a pipeline folder may name; anything else is refused rather than imported by name
 TRANSFORMERS_CLASSES = {
     "ClapTextModelWithProjection", "ClapModel", "T5EncoderModel", "GPT2Model", "GPT2LMHeadModel", "VitsModel",
-    "RobertaTokenizer", "RobertaTokenizerFast", "T5Tokenizer", "T5TokenizerFast", "VitsTokenizer",
+    "RobertaTokenizer", "RobertaTokenizerFast", "BertTokenizer", "BertTokenizerFast", "T5Tokenizer",
+    "T5TokenizerFast", "VitsTokenizer",
     "ClapFeatureExtractor",
 }
 

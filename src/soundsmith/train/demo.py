@@ -55,9 +55,11 @@ def _cast_safetensors(file: Path, dtype: torch.dtype) -> None:
 
 
 def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dtype: str = "float16",
-             defaults: dict | None = None) -> Path:
+             defaults: dict | None = None, tower: Path | None = None) -> Path:
     """Copy/convert each stage's export into `out` (replaced whole, atomically); returns `out`. `defaults`
-    ({"num_inference_steps": N, "guidance_scale": G}) go to soundsmith.json: the model's own call defaults."""
+    ({"num_inference_steps": N, "guidance_scale": G}) go to soundsmith.json: the model's own call defaults.
+    `tower`: a `train tower --out` folder whose text_encoder/ and tokenizer/ (BertTokenizer) replace the CLAP
+    stage's distilled tower."""
     from . import clap as clap_stage
     from .unet import SCHEDULER_CONFIG
 
@@ -66,14 +68,22 @@ def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dty
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    clap_model, tokenizer = clap_stage.load(clap)
-    clap_stage.text_tower(clap_model).save_pretrained(tmp / "text_encoder", safe_serialization=True)
-    tokenizer.save_pretrained(tmp / "tokenizer")
+    index = model_index()
+    if tower is None:
+        clap_model, tokenizer = clap_stage.load(clap)
+        clap_stage.text_tower(clap_model).save_pretrained(tmp / "text_encoder", safe_serialization=True)
+        tokenizer.save_pretrained(tmp / "tokenizer")
+    else:
+        from .sentence_tower import TOKENIZER_CLASS
+
+        for name in ("text_encoder", "tokenizer"):
+            shutil.copytree(Path(tower) / name, tmp / name)
+        index["tokenizer"] = ["transformers", TOKENIZER_CLASS]
     for name, source in (("vae", vae / "vae"), ("unet", unet / "unet"), ("vocoder", vocoder / "vocoder")):
         shutil.copytree(source, tmp / name)
     (tmp / "scheduler").mkdir()
     (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG, indent=2) + "\n")
-    (tmp / "model_index.json").write_text(json.dumps(model_index(), indent=2, sort_keys=True) + "\n")
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     unet_cfg = json.loads((tmp / "unet" / "config.json").read_text())
     voc_cfg = json.loads((tmp / "vocoder" / "config.json").read_text())
     vae_factor = 2 ** (len(json.loads((tmp / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
