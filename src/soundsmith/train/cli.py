@@ -97,8 +97,14 @@ def add_commands(sub) -> None:
 
     p = stages.add_parser("adherence", help="generate the held-out eval prompts and classify the clips")
     p.add_argument("-m", "--model", default="demo", help="model to measure (default: the bundled demo)")
-    p.add_argument("--classifier", required=True, help="classifier.pt (soundsmith data classifier)")
+    p.add_argument("--classifier", required=True, action="append",
+                   help="classifier.pt (soundsmith data classifier, either kind); repeat to classify the same clips "
+                        "with several")
     p.add_argument("--seeds", type=int, default=2, help="clips per prompt (default 2)")
+    p.add_argument("--split", choices=["test", "validation"], default="test",
+                   help="test: the held-out evaluation prompts (default); validation: other held-out prompts, for "
+                        "choosing settings without looking at the test prompts")
+    p.add_argument("--json", default=None, help="also write the whole report (per-clip loudness included) here")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
     p.add_argument("--sampler", default=None, help="sampler (default: the model's scheduler)")

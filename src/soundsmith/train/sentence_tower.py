@@ -120,6 +120,10 @@ def save(model, tok, folder: Path, dtype: torch.dtype = torch.float16) -> Path:
     folder = Path(folder)
     model.to(dtype).save_pretrained(folder / "text_encoder", safe_serialization=True)
     model.float()
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:  # the teacher's tokenizer.json pads and truncates to 128 by itself: callers decide
+        backend.no_truncation()
+        backend.no_padding()
     tok.save_pretrained(folder / "tokenizer")
     vocab = sorted(tok.get_vocab().items(), key=lambda item: item[1])
     if [i for _, i in vocab] != list(range(len(vocab))):

@@ -1,0 +1,155 @@
+"""Issue 21's behaviour checks of a model (default: the bundled demo), printed as three tables:
+
+    .venv/bin/python scripts/demo_behaviour.py --classifier classifier.pt [-m demo] [--seeds 5] [--long 30]
+
+1. loudness across seeds: per held-out prompt (the first --prompts of each category), the integrated loudness
+   (ITU-R BS.1770, soundsmith.audio.loudness) of --seeds clips, raw (no output normalisation); the spread is
+   max − min in LU (the target: within ±3 LU, a spread ≤ 6), and "mostly silent" counts clips more than half of
+   whose 50 ms frames are below −50 dBFS RMS;
+2. long-form: one -d --long clip per continuous category (water, vehicle, drums): the longest run below −50 dBFS
+   (target ≤ 2 s) and the share of its 3 s windows the classifier puts in the prompt's category;
+3. edits, on real clips of --data (a `soundsmith data synth` manifest the model did not train on, e.g. synth-s1):
+   `extend` of a 3 s clip of each category by 3 s with that category's first prompt — the classifier's top-1 on the
+   new 3 s; `inpaint` of 1.0–2.5 s of a clip of another category with each category's first prompt — top-1 on the
+   span. Counts as right when top-1 is the prompt's category.
+Every clip uses the model's default sampler, steps and guidance, seed = its index.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FRAME_S = 0.05
+SILENCE_DBFS = -50.0
+CONTINUOUS = ("water", "vehicle", "drums")
+
+
+def frame_dbfs(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """RMS level of consecutive FRAME_S frames, dBFS (full-scale sine: −3)."""
+    n = int(FRAME_S * sample_rate)
+    frames = waveform[: len(waveform) // n * n].reshape(-1, n).astype(np.float64)
+    return 10 * np.log10((frames ** 2).mean(axis=1) + 1e-20)
+
+
+def longest_quiet(waveform: np.ndarray, sample_rate: int) -> float:
+    """Seconds of the longest run of frames below SILENCE_DBFS."""
+    best = run = 0
+    for quiet in frame_dbfs(waveform, sample_rate) < SILENCE_DBFS:
+        run = run + 1 if quiet else 0
+        best = max(best, run)
+    return best * FRAME_S
+
+
+def category_of(model, waveform: np.ndarray, sample_rate: int) -> str:
+    from soundsmith.audio import resample
+    from soundsmith.eval.classify import SAMPLE_RATE, mel_of, predict
+
+    x = resample(torch.as_tensor(waveform, dtype=torch.float32), sample_rate, SAMPLE_RATE)
+    return predict(model, [mel_of(x)])[0]
+
+
+def loudness_table(pipe, prompts, seeds):
+    from soundsmith.audio import loudness
+
+    print(f"\n1. loudness across {seeds} seeds (raw output, LUFS)")
+    print(f"{'category':14s} {'prompt':38s} {'min':>7s} {'max':>7s} {'spread':>7s} {'silent':>6s}")
+    spreads, silent, total = [], 0, 0
+    for category, prompt in prompts:
+        levels, quiet = [], 0
+        for seed in range(seeds):
+            out = pipe(prompt, seed=seed)
+            x = out.audios[0]
+            levels.append(float(loudness(torch.as_tensor(x), out.sample_rate)))
+            quiet += bool((frame_dbfs(x, out.sample_rate) < SILENCE_DBFS).mean() > 0.5)
+        finite = [v for v in levels if np.isfinite(v)]
+        spread = max(finite) - min(finite) if len(finite) == len(levels) else float("inf")
+        spreads.append(spread)
+        silent, total = silent + quiet, total + seeds
+        print(f"{category:14s} {prompt[:38]:38s} {min(levels):7.1f} {max(levels):7.1f} {spread:7.1f} {quiet:6d}")
+    within = sum(s <= 6 for s in spreads)
+    print(f"prompts within ±3 LU: {within} / {len(spreads)}; median spread {np.median(spreads):.1f} LU, "
+          f"worst {max(spreads):.1f} LU; mostly-silent clips: {silent} / {total}")
+
+
+def long_table(pipe, classifier, prompts, seconds):
+    print(f"\n2. long-form, {seconds:g} s (seed 0)")
+    print(f"{'category':10s} {'prompt':36s} {'longest < -50 dBFS':>19s} {'3 s windows in category':>24s}")
+    for category, prompt in prompts:
+        if category not in CONTINUOUS:
+            continue
+        out = pipe(prompt, audio_length_in_s=seconds, seed=0)
+        x, rate = out.audios[0], out.sample_rate
+        window = 3 * rate
+        windows = [x[i:i + window] for i in range(0, len(x) - window + 1, window)]
+        right = sum(category_of(classifier, w, rate) == category for w in windows)
+        print(f"{category:10s} {prompt[:36]:36s} {longest_quiet(x, rate):17.2f} s {right:>14d} / {len(windows)}")
+
+
+def edit_table(pipe, classifier, prompts, data):
+    from soundsmith import edit
+    from soundsmith.data.manifest import load_audio, read_manifest
+
+    rate = pipe.sample_rate
+    items = read_manifest(data)
+    by_category = {}
+    for item in items:
+        by_category.setdefault(item.category, item)
+    firsts = [(c, p) for c, p in prompts]
+    print("\n3. edits (seed 0): top-1 of the classifier on the generated span")
+    print(f"{'category':14s} {'extend (new 3 s)':>18s} {'inpaint 1.0–2.5 s (source)':>30s}")
+    right_extend = right_inpaint = 0
+    for i, (category, prompt) in enumerate(firsts):
+        source = load_audio(by_category[category], rate).numpy()[: 3 * rate]
+        out = edit.extend(pipe, source, prompt, 3.0, sample_rate=rate, seed=0)
+        extended = category_of(classifier, out.audios[0][3 * rate: 6 * rate], rate)
+        other = firsts[(i + 1) % len(firsts)][0]
+        base = load_audio(by_category[other], rate).numpy()[: 3 * rate]
+        out = edit.inpaint(pipe, base, prompt, [(1.0, 2.5)], sample_rate=rate, seed=0)
+        inpainted = category_of(classifier, out.audios[0][rate: int(2.5 * rate)], rate)
+        right_extend += extended == category
+        right_inpaint += inpainted == category
+        print(f"{category:14s} {extended:>18s} {inpainted + ' (' + other + ')':>30s}")
+    print(f"extend continues the category: {right_extend} / {len(firsts)}; inpaint puts it in the span: "
+          f"{right_inpaint} / {len(firsts)}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-m", "--model", default="demo")
+    parser.add_argument("--classifier", required=True, help="soundsmith data classifier output (either kind)")
+    parser.add_argument("--data", default=str(Path.home() / ".cache/soundsmith/data/synth-s1/manifest.jsonl"),
+                        help="manifest of real clips for the edits (default: synth-s1)")
+    parser.add_argument("--prompts", type=int, default=2, help="held-out prompts per category for loudness")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per prompt for loudness")
+    parser.add_argument("--long", type=float, default=30.0, help="seconds of the long-form clips")
+    parser.add_argument("--only", default="loudness,long,edit", help="which tables (comma-separated)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    import soundsmith
+    from soundsmith.data.eval_prompts import EVAL_PROMPTS
+    from soundsmith.eval.classify import load_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began = time.time()
+    pipe = soundsmith.load(args.model, device="cpu")
+    classifier = load_classifier(args.classifier)
+    tables = set(args.only.split(","))
+    if "loudness" in tables:
+        loudness_table(pipe, [(c, p) for c, ps in EVAL_PROMPTS.items() for p in ps[: args.prompts]], args.seeds)
+    firsts = [(c, ps[0]) for c, ps in EVAL_PROMPTS.items()]
+    if "long" in tables:
+        long_table(pipe, classifier, firsts, args.long)
+    if "edit" in tables:
+        edit_table(pipe, classifier, firsts, args.data)
+    print(f"\n{args.model}: {pipe.default_steps} steps, guidance {pipe.default_guidance}; {time.time() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
