@@ -487,3 +487,23 @@ def test_demo_defaults_are_checked_before_anything_is_built(tmp_path, capsys, fl
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and flag in err and value in err
     assert not (tmp_path / "out").exists()
+
+
+def test_active_window_and_quiet_filter_pick_what_is_sounding(tmp_path):
+    """--window active trains on a clip's least silent stretch; --max-quiet leaves out clips that are mostly
+    silence even there (speech synthesisers and sparse events leave long silences)."""
+    from soundsmith.train.data import active_start, load_clips
+
+    t = torch.arange(3 * SR) / SR
+    late = torch.where(t > 2.0, torch.sin(2 * torch.pi * 300 * t), torch.zeros_like(t))  # silent for 2 s
+    assert abs(active_start(late, SR, SR) - 2 * SR) <= 0.05 * SR  # in whole 50 ms frames
+    blip = torch.where(t < 0.1, torch.sin(2 * torch.pi * 300 * t), torch.zeros_like(t))  # 0.1 s in 3 s
+    for name, x in (("late", late), ("blip", blip)):
+        soundfile.write(tmp_path / f"{name}.wav", x.numpy(), SR)
+    (tmp_path / "m.jsonl").write_text('{"wav": "late.wav", "caption": "a late tone"}\n'
+                                      '{"wav": "blip.wav", "caption": "a blip"}\n')
+    first = load_clips(tmp_path / "m.jsonl", frames=64, cache=False, progress=False)
+    active = load_clips(tmp_path / "m.jsonl", frames=64, cache=False, progress=False, window="active",
+                        max_quiet=0.5)
+    assert len(first) == 2 and active.captions == ["a late tone"]
+    assert float(first.mels[0].max()) < -11 < -3 < float(active.mels[0].max())  # silence (the log floor) vs the tone

@@ -132,16 +132,27 @@ def add_commands(sub) -> None:
 
 def _loudness(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loudness", type=float, default=None, metavar="LUFS",
-                   help="normalise every training clip to this integrated loudness (e.g. -20) instead of its peak")
+                   help="normalise every training clip to this integrated loudness (e.g. -21) instead of its peak")
+    p.add_argument("--window", choices=["first", "active"], default="first",
+                   help="which part of each clip to train on: its start (default) or its least silent stretch")
+    p.add_argument("--max-quiet", type=float, default=None, metavar="SHARE",
+                   help="leave out clips whose training window is more than this share silence (e.g. 0.5)")
+
+
+def _levels(args) -> dict:
+    """The load_clips keywords of --loudness/--window/--max-quiet, checked (empty for stages without them)."""
+    loudness, max_quiet = getattr(args, "loudness", None), getattr(args, "max_quiet", None)
+    if loudness is not None and not -70 <= loudness <= 0:
+        raise InvalidArgument(f"--loudness {loudness:g}: must be between -70 and 0 LUFS")
+    if max_quiet is not None and not 0 <= max_quiet < 1:
+        raise InvalidArgument(f"--max-quiet {max_quiet:g}: must be in [0, 1)")
+    return {"loudness": loudness, "window": getattr(args, "window", "first"), "max_quiet": max_quiet}
 
 
 def _clips(args):
     from .data import load_clips
 
-    loudness = getattr(args, "loudness", None)
-    if loudness is not None and not -70 <= loudness <= 0:
-        raise InvalidArgument(f"--loudness {loudness:g}: must be between -70 and 0 LUFS")
-    return load_clips(args.data, progress=not args.no_progress, loudness=loudness)
+    return load_clips(args.data, progress=not args.no_progress, **_levels(args))
 
 
 def cmd_clap(args) -> int:
@@ -266,9 +277,10 @@ def vae_posteriors(args):
     from .loop import atomic_save
 
     manifest = Path(args.data).resolve()
-    loudness = getattr(args, "loudness", None)
+    levels = _levels(args)
     key = hashlib.sha256(f"{manifest}:{manifest.stat().st_size}:{manifest.stat().st_mtime_ns}".encode()
-                         + (f":{loudness}".encode() if loudness is not None else b"")).hexdigest()
+                         + (f":{sorted(levels.items())}".encode() if levels != _levels(argparse.Namespace())
+                            else b"")).hexdigest()
     file = Path(args.vae) / f"posteriors-{key[:12]}.pt"
     if file.exists():
         return torch.load(file, weights_only=True), None
@@ -291,18 +303,20 @@ def prepare_latents(args) -> dict:
 
     main = int(os.environ.get("RANK", "0")) == 0
     latents, clips = vae_posteriors(args)
-    conditioning = Path(args.out) / f"conditioning-{args.conditioning}.pt"
-    if conditioning.exists():
-        cond = torch.load(conditioning, weights_only=True)
-    else:
+    levels = _levels(args)
+    suffix = "" if levels == _levels(argparse.Namespace()) else "-" + "-".join(f"{v}" for v in levels.values())
+    conditioning = Path(args.out) / f"conditioning-{args.conditioning}{suffix}.pt"
+    cond = torch.load(conditioning, weights_only=True) if conditioning.exists() else None
+    if cond is None or len(cond["cond"]) != len(latents["mean"]):  # none yet, or made for another clip selection
         clips = clips or _clips(args)
         if args.conditioning == "teacher":  # the targets the text tower is distilled onto (train clap --text-from)
             import torch.nn.functional as F
 
             projection = torch.load(Path(args.clap) / "projection.pt", weights_only=True)
-            if (Path(args.clap) / "teacher.pt").exists():
-                captions = torch.load(Path(args.clap) / "teacher.pt", weights_only=True)["captions"]
-            else:  # a `train tower --out` folder: its projection, the teacher's vectors of these captions
+            saved = Path(args.clap) / "teacher.pt"
+            captions = torch.load(saved, weights_only=True)["captions"] if saved.exists() else None
+            if captions is None or len(captions) != len(clips):  # e.g. a `train tower --out` folder, or a clip
+                # selection (--max-quiet): the teacher's vectors of these captions under the folder's projection
                 unique = sorted(set(clips.captions))
                 vectors = clap.teacher_embeds(clap.teacher_folder(), unique, progress=not args.no_progress)
                 index = {c: i for i, c in enumerate(unique)}

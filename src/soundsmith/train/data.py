@@ -52,6 +52,31 @@ def level(waveform: torch.Tensor, sample_rate: int, lufs: float | None) -> torch
     return waveform * (LOUDNESS_PEAK / peak) if peak > LOUDNESS_PEAK else waveform
 
 
+QUIET_FRAME_S = 0.05
+QUIET_BELOW_PEAK_DB = 44.0  # a 50 ms frame this far below the clip's peak is silence (−50 dBFS at peak 0.5)
+
+
+def quiet_frames(waveform: torch.Tensor, sample_rate: int, peak: float | None = None) -> torch.Tensor:
+    """(samples,) → (frames,) bool: 50 ms frames whose RMS lies more than QUIET_BELOW_PEAK_DB below `peak`
+    (default: the waveform's own peak)."""
+    n = max(1, int(QUIET_FRAME_S * sample_rate))
+    x = waveform[: waveform.numel() // n * n].reshape(-1, n).double()
+    peak = float(waveform.abs().max()) if peak is None else peak
+    return x.pow(2).mean(dim=1).sqrt() < peak * 10 ** (-QUIET_BELOW_PEAK_DB / 20) + 1e-12
+
+
+def active_start(waveform: torch.Tensor, samples: int, sample_rate: int, hop_s: float = 0.25) -> int:
+    """The start (in samples, a multiple of hop_s) of the `samples`-long window of `waveform` with the fewest quiet
+    frames; the earliest among equals. 0 when the waveform is no longer than the window."""
+    if waveform.numel() <= samples:
+        return 0
+    quiet = quiet_frames(waveform, sample_rate).float()
+    n, per_hop = samples // int(QUIET_FRAME_S * sample_rate), max(1, round(hop_s / QUIET_FRAME_S))
+    starts = range(0, max(1, len(quiet) - n + 1), per_hop)
+    best = min(starts, key=lambda s: (float(quiet[s:s + n].sum()), s))
+    return min(best * int(QUIET_FRAME_S * sample_rate), waveform.numel() - samples)
+
+
 def clip_mel(waveform: torch.Tensor, frames: int = FRAMES, cfg: audio.MelConfig = DEMO_MEL,
              center: bool = CENTER, loudness: float | None = None) -> torch.Tensor:
     """(samples,) at cfg.sample_rate → (frames, n_mels) log-mel (the recipe in the module docstring; center=True
@@ -62,15 +87,21 @@ def clip_mel(waveform: torch.Tensor, frames: int = FRAMES, cfg: audio.MelConfig 
 
 
 def load_clips(manifest, frames: int = FRAMES, cfg: audio.MelConfig = DEMO_MEL, cache: Path | bool = True,
-               progress: bool = True, center: bool = CENTER, loudness: float | None = None) -> Clips:
+               progress: bool = True, center: bool = CENTER, loudness: float | None = None, window: str = "first",
+               max_quiet: float | None = None) -> Clips:
     """Read every clip of a manifest into log-mel crops, cached in the folder `cache` (True: CACHE, False: none).
-    loudness: normalise each crop to this many LUFS instead of its peak to 0.5."""
+    loudness: normalise each crop to this many LUFS instead of its peak to 0.5. window: "first" (the clip's first
+    frames) or "active" (its window with the fewest quiet frames, active_start). max_quiet: leave out clips whose
+    window has more than this share of quiet 50 ms frames (a model trained on them learns silence)."""
+    if window not in ("first", "active"):
+        raise InvalidArgument(f"window {window!r}: must be 'first' or 'active'")
     cache = CACHE if cache is True else (Path(cache) if cache else None)
     manifest = Path(manifest)
     items = read_manifest(manifest)
     stat = manifest.stat()
     key = json.dumps([str(manifest.resolve()), stat.st_size, stat.st_mtime_ns, frames, center, asdict(cfg)]
-                     + ([loudness] if loudness is not None else []))
+                     + ([loudness] if loudness is not None else [])
+                     + ([window, max_quiet] if (window, max_quiet) != ("first", None) else []))
     file = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt" if cache is not None else None
     if file is not None and file.exists():
         saved = torch.load(file, weights_only=True)
@@ -78,13 +109,25 @@ def load_clips(manifest, frames: int = FRAMES, cfg: audio.MelConfig = DEMO_MEL, 
     from tqdm import tqdm
 
     mels = torch.empty(len(items), frames, cfg.n_mels, dtype=torch.float16)
+    kept = []
+    samples = frames * cfg.hop_length
     for i, item in enumerate(tqdm(items, desc="reading clips", disable=not progress, mininterval=2)):
         waveform = load_audio(item, cfg.sample_rate)  # ManifestError naming the manifest line
         if waveform.numel() <= cfg.n_fft:
             raise InvalidArgument(f"{item.where}: audio file {item.wav} is too short ({waveform.numel()} samples; "
                                   f"a log-mel needs more than {cfg.n_fft})")
-        mels[i] = clip_mel(waveform, frames, cfg, center, loudness).half()
-    clips = Clips(mels, [item.caption for item in items], [str(item.category or "") for item in items])
+        if window == "active":
+            waveform = waveform[active_start(waveform, samples, cfg.sample_rate):]
+        if max_quiet is not None:
+            piece = waveform[:samples]
+            if float(quiet_frames(piece, cfg.sample_rate, float(waveform.abs().max())).float().mean()) > max_quiet:
+                continue
+        mels[len(kept)] = clip_mel(waveform, frames, cfg, center, loudness).half()
+        kept.append(item)
+    mels = mels[:len(kept)].clone()
+    if not kept:
+        raise InvalidArgument(f"{manifest}: every clip is more than {max_quiet:g} quiet; nothing to train on")
+    clips = Clips(mels, [item.caption for item in kept], [str(item.category or "") for item in kept])
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         from .loop import atomic_save
