@@ -247,7 +247,8 @@ def test_path_traversal_on_every_route_answers_404(client, server):
     templates = [("GET", "/v1/jobs/{x}"), ("DELETE", "/v1/jobs/{x}"), ("GET", "/v1/jobs/{x}/events"),
                  ("GET", "/v1/jobs/{x}/audio/0"), ("GET", f"/v1/jobs/{job}/audio/{{x}}"),
                  ("GET", f"/v1/jobs/{job}/audio/{{x}}?format=flac"), ("GET", "/v1/uploads/{x}"),
-                 ("GET", "/studio/{x}"), ("GET", "/{x}"), ("GET", "/v1/models/{x}")]
+                 ("POST", "/v1/jobs/{x}"), ("POST", "/v1/uploads/{x}"), ("GET", "/studio/{x}"), ("GET", "/{x}"),
+                 ("GET", "/v1/models/{x}")]
     for method, template in templates:
         for attack in TRAVERSALS:
             path = template.replace("{x}", attack)

@@ -308,6 +308,8 @@ async def _json_body(request: HTTPRequest):
             raise HTTPException(413, f"the request body is larger than {MAX_BODY // 1024} KB")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise InvalidArgument("the body nests too deeply: send a request object") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"the body is not JSON ({str(exc).splitlines()[0][:80]}): send a request object, "
                               f"e.g. {json.dumps(_EXAMPLE)}") from None
