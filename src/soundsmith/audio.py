@@ -90,9 +90,9 @@ class MelConfig:
 
     def __post_init__(self):
         for name in ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise InvalidArgument(f"MelConfig {name}={value!r}: must be a positive integer")
+            value, high = getattr(self, name), 2**24 if name == "sample_rate" else 2**16
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value <= high:
+                raise InvalidArgument(f"MelConfig {name}={value!r}: must be a positive integer up to {high}")
         if self.win_length > self.n_fft:
             raise InvalidArgument(f"MelConfig win_length={self.win_length}: must not exceed n_fft={self.n_fft}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
@@ -116,27 +116,47 @@ class MelConfig:
         win_size, fmin, fmax). The hop is the product of upsample_rates; n_fft, when absent, is the smallest power of
         two >= 4 hops (1024 at hop 160 and 256, 2048 at hop 480: the AudioLDM 16/48 kHz and HiFi-GAN recipes);
         win_length defaults to n_fft, fmin to 0 and fmax to half the sample rate (8000 Hz at 16 kHz)."""
+        if not isinstance(cfg, dict):
+            raise InvalidArgument(f"vocoder config {str(cfg)[:60]!r}: must be a dict")
         n_mels = cfg.get("model_in_dim", cfg.get("num_mels"))
         if n_mels is None or "sampling_rate" not in cfg or not ("upsample_rates" in cfg or "hop_size" in cfg):
             raise InvalidArgument(
                 f"vocoder config with keys {sorted(cfg)}: needs model_in_dim (or num_mels), sampling_rate "
                 "and upsample_rates (or hop_size)"
             )
-        hop = math.prod(cfg["upsample_rates"]) if "upsample_rates" in cfg else cfg["hop_size"]
-        if cfg.get("hop_size", hop) != hop:
+
+        def whole(key, value):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or value % 1 or value < 1:
+                raise InvalidArgument(f"vocoder config {key}={str(value)[:60]}: must be a positive whole number")
+            return int(value)
+
+        def hz(key, value):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise InvalidArgument(f"vocoder config {key}={str(value)[:60]}: must be a frequency in Hz")
+            return float(value)
+
+        rates = cfg.get("upsample_rates")
+        if rates is not None and not (isinstance(rates, (list, tuple)) and rates):
+            raise InvalidArgument(f"vocoder config upsample_rates={str(rates)[:60]}: must be a list of whole numbers")
+        hop = math.prod(whole("upsample_rates", r) for r in rates) if rates is not None \
+            else whole("hop_size", cfg["hop_size"])
+        if "hop_size" in cfg and cfg["hop_size"] != hop:
             raise InvalidArgument(
                 f"vocoder config hop_size={cfg['hop_size']}: differs from the product of upsample_rates={hop}"
             )
-        n_fft = cfg.get("n_fft") or 2 ** math.ceil(math.log2(4 * hop))
+        sample_rate = whole("sampling_rate", cfg["sampling_rate"])
+        n_fft = whole("n_fft", cfg["n_fft"]) if cfg.get("n_fft") else 2 ** math.ceil(math.log2(4 * hop))
+        win = cfg.get("win_size") or cfg.get("win_length")
         fmax = cfg.get("fmax")
         return cls(
-            sample_rate=int(cfg["sampling_rate"]),
-            n_fft=int(n_fft),
-            hop_length=int(hop),
-            win_length=int(cfg.get("win_size") or cfg.get("win_length") or n_fft),
-            n_mels=int(n_mels),
-            fmin=float(cfg.get("fmin") or 0.0),
-            fmax=float(fmax) if fmax is not None else cfg["sampling_rate"] / 2,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop,
+            win_length=whole("win_size", win) if win else n_fft,
+            n_mels=whole("model_in_dim", n_mels),
+            fmin=hz("fmin", cfg.get("fmin") or 0.0),
+            fmax=hz("fmax", fmax) if fmax is not None else sample_rate / 2,
         )
 
 
