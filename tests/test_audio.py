@@ -418,6 +418,12 @@ def test_read_errors_name_the_file_and_the_problem(tmp_path):
         audio.read(empty)
     assert_one_line_naming(e, "empty.wav")
 
+    zero_bytes = tmp_path / "zero.wav"
+    zero_bytes.write_bytes(b"")
+    with pytest.raises(AudioFileError, match="unreadable or corrupt") as e:
+        audio.read(zero_bytes)
+    assert_one_line_naming(e, "zero.wav")
+
     with pytest.raises(AudioFileError, match="folder") as e:
         audio.read(tmp_path)
     assert_one_line_naming(e, tmp_path.name)
