@@ -431,7 +431,7 @@ def _open_regular(path: str):
             kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or
                     stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
             raise AudioFileError(f"{path}: is {kind}, not an audio file; save the audio to a file first")
-        if hasattr(os, "set_blocking"):
+        if getattr(os, "O_NONBLOCK", 0):
             os.set_blocking(fd, True)
         f = os.fdopen(fd, "rb")
     except BaseException:
