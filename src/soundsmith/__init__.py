@@ -7,16 +7,20 @@
 
     from soundsmith import edit                           # audio in, audio out
     out = edit.transfer(pipe, "drums.wav", "a jazz drum kit", strength=0.6, seed=0)
+
+    from soundsmith import Request, engine               # one description of any job, one engine that runs it
+    out = engine.run(pipe, Request(prompt="rain on a tin roof", duration=5.0, seed=0))
 """
 
 from .errors import AudioFileError, CheckpointError, InvalidArgument, ModelNotFound, SoundsmithError
+from .request import Request
 from .pipelines import AudioLDM, AudioLDM2, AudioOutput, MusicLDM, Pipeline, load
-from . import edit  # noqa: E402 (after pipelines: edit builds on them)
+from . import edit, engine  # noqa: E402 (after pipelines: edit builds on them)
 
 __version__ = "0.1.0"
 
 __all__ = ["AudioLDM", "AudioLDM2", "AudioFileError", "MusicLDM", "AudioOutput", "CheckpointError", "InvalidArgument",
-           "ModelNotFound", "Pipeline", "SoundsmithError", "edit", "load", "save"]
+           "ModelNotFound", "Pipeline", "Request", "SoundsmithError", "edit", "engine", "load", "save"]
 
 
 def save(path, waveform, sample_rate: int, metadata: dict | None = None, *, overwrite: bool = False):

@@ -10,7 +10,7 @@ convolution at a fifth; the arithmetic is the same (the outputs match the 1-D fo
 rounding).
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from math import prod
 
 import torch
@@ -32,6 +32,10 @@ class VocoderConfig:
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
     leaky_relu_slope: float
     normalize_before: bool
+    n_fft: int | None = None  # the mel recipe's own keys, when the config gives them (audio.MelConfig reads them)
+    win_length: int | None = None
+    fmin: float | None = None
+    fmax: float | None = None
 
     @property
     def hop_length(self) -> int:
@@ -70,12 +74,14 @@ class VocoderConfig:
             leaky_relu_slope=configs.number(cfg, "leaky_relu_slope", where, 0.1),
             normalize_before=configs.boolean(cfg, "normalize_before", where, True),
         )
-        try:  # the recipe edit.py and training compute mels with: a broken one fails here, not at the first edit
-            MelConfig.from_vocoder_config({"model_in_dim": config.model_in_dim, "sampling_rate": config.sampling_rate,
-                                           "upsample_rates": list(rates), **cfg})
+        try:  # the recipe editing and training compute mels with: a broken one fails here, not at the first edit
+            mel = MelConfig.from_vocoder_config({**asdict(config), **cfg})
         except InvalidArgument as e:
             raise CheckpointError(f"{where}: {e}") from None
-        return config
+        given = {key: cfg.get(key) not in (None, 0, "") for key in ("n_fft", "win_size", "win_length", "fmin", "fmax")}
+        return replace(config, n_fft=mel.n_fft if given["n_fft"] else None,
+                       win_length=mel.win_length if given["win_size"] or given["win_length"] else None,
+                       fmin=mel.fmin if given["fmin"] else None, fmax=mel.fmax if cfg.get("fmax") is not None else None)
 
 
 class ResBlock(nn.Module):
