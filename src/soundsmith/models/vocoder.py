@@ -78,10 +78,12 @@ class VocoderConfig:
             mel = MelConfig.from_vocoder_config({**asdict(config), **cfg})
         except InvalidArgument as e:
             raise CheckpointError(f"{where}: {e}") from None
-        given = {key: cfg.get(key) not in (None, 0, "") for key in ("n_fft", "win_size", "win_length", "fmin", "fmax")}
-        return replace(config, n_fft=mel.n_fft if given["n_fft"] else None,
-                       win_length=mel.win_length if given["win_size"] or given["win_length"] else None,
-                       fmin=mel.fmin if given["fmin"] else None, fmax=mel.fmax if cfg.get("fmax") is not None else None)
+        def given(*keys):  # the recipe's keys the file sets, as the recipe read them
+            return any(cfg.get(key) is not None for key in keys)
+
+        return replace(config, n_fft=mel.n_fft if given("n_fft") else None,
+                       win_length=mel.win_length if given("win_size", "win_length") else None,
+                       fmin=mel.fmin if given("fmin") else None, fmax=mel.fmax if given("fmax") else None)
 
 
 class ResBlock(nn.Module):
