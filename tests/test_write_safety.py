@@ -1,4 +1,4 @@
-"""Writing files: never replacing a file that appeared meanwhile, and no temporary file left by a failure or a signal."""
+"""Writing files: never replacing a file that appeared meanwhile, no temporary file left by a failure or a signal."""
 
 import errno
 import os

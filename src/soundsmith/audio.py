@@ -312,7 +312,8 @@ def _resample_direct(x: torch.Tensor, orig: int, new: int, outputs: int, cutoff:
     step = max(1, RESAMPLE_CHUNK // (width * len(x)))
     bank = None  # taps of every phase, when that costs less than computing them per output
     if min(new, outputs) * width <= RESAMPLE_MAX_BANK:
-        bank = torch.cat([taps(torch.arange(p, min(p + step, new, outputs))) for p in range(0, min(new, outputs), step)])
+        phases = min(new, outputs)
+        bank = torch.cat([taps(torch.arange(p, min(p + step, phases))) for p in range(0, phases, step)])
     y = x.new_empty(len(x), outputs)
     for start in range(0, outputs, step):
         n = torch.arange(start, min(start + step, outputs))

@@ -125,7 +125,8 @@ _SCHEDULE_BOOLEANS = ("clip_sample", "set_alpha_to_one", "thresholding", "rescal
 _SCHEDULE_NUMBERS = ("dynamic_thresholding_ratio", "clip_sample_range", "sample_max_value", "flow_shift",
                      "lambda_min_clipped")
 _SCHEDULE_CHOICES = ("beta_schedule", "prediction_type", "timestep_spacing", "final_sigmas_type", "interpolation_type",
-                     "timestep_type", "variance_type", "algorithm_type", "solver_type", "time_shift_type", "_class_name")
+                     "timestep_type", "variance_type", "algorithm_type", "solver_type", "time_shift_type",
+                     "_class_name")
 
 
 def check_scheduler_config(cfg: dict, where: str) -> dict:
