@@ -12,15 +12,29 @@
     out = engine.run(pipe, Request(prompt="rain on a tin roof", duration=5.0, seed=0))
 """
 
+import importlib
+
 from .errors import AudioFileError, CheckpointError, InvalidArgument, ModelNotFound, SoundsmithError
 from .request import Request
-from .pipelines import AudioLDM, AudioLDM2, AudioOutput, MusicLDM, Pipeline, load
-from . import edit, engine  # noqa: E402 (after pipelines: edit builds on them)
 
 __version__ = "0.1.0"
 
 __all__ = ["AudioLDM", "AudioLDM2", "AudioFileError", "MusicLDM", "AudioOutput", "CheckpointError", "InvalidArgument",
            "ModelNotFound", "Pipeline", "Request", "SoundsmithError", "edit", "engine", "load", "save"]
+
+# torch and the networks load on first use, so `soundsmith --help`, argument errors and Ctrl-C during start-up are
+# instant and clean (PEP 562)
+_LAZY = {"AudioLDM": "pipelines", "AudioLDM2": "pipelines", "MusicLDM": "pipelines", "Pipeline": "pipelines",
+         "load": "pipelines", "AudioOutput": "engine"}
+_SUBMODULES = {"edit", "engine"}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'soundsmith' has no attribute {name!r}")
 
 
 def save(path, waveform, sample_rate: int, metadata: dict | None = None, *, overwrite: bool = False):

@@ -1,8 +1,9 @@
-"""From a model name, hub id or folder to loaded components.
+"""From a model name, hub id, folder or original checkpoint file to loaded components.
 
 - `MODELS`: the published checkpoints of the family, by short name.
-- `resolve()`: name / hub id / folder → local folder in the diffusers layout (downloading only the files a pipeline
-  needs, through huggingface_hub's cache, which honours HF_HOME and HF_HUB_OFFLINE).
+- `resolve()`: name / hub id / folder / original `.ckpt` `.pth` file → local folder in the diffusers layout
+  (downloading only the files a pipeline needs, through huggingface_hub's cache, which honours HF_HOME and
+  HF_HUB_OFFLINE; original checkpoints are converted once into a cache folder, see convert.py).
 - `read_index()`, `load_state_dict()`, `load_module()`, `load_transformers()`: strict, clear-failing loading of the
   pieces named in `model_index.json`.
 """
@@ -26,6 +27,7 @@ class ModelSpec:
     family: str
     about: str
     licence: str
+    file: str | None = None  # an original checkpoint in `repo` (converted on first use) instead of a diffusers folder
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -44,6 +46,8 @@ MODELS: dict[str, ModelSpec] = {
     "audioldm2-ljspeech": ModelSpec("anhnct/audioldm2_ljspeech", "AudioLDM 2", "text-to-speech (LJSpeech)",
                                     "CC-BY-NC-SA-4.0"),
     "musicldm": ModelSpec("ucsd-reach/musicldm", "MusicLDM", "text-to-music, 185M UNet", "CC-BY-NC-SA-4.0"),
+    "audioldm-48k": ModelSpec("haoheliu/audioldm_48k", "AudioLDM", "48 kHz text-to-audio (original checkpoint, "
+                              "converted on first use)", "CC-BY-NC-SA-4.0", file="audioldm_48k.pth"),
 }
 
 DEMO = "demo"  # the bundled demo model's name
@@ -114,13 +118,22 @@ def resolve(name_or_path: str) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise ModelNotFound(f"{name!r} is a file, not a model folder (give a folder in the diffusers layout, "
-                            f"a hub id, or one of: {', '.join(MODELS)})")
+        from . import convert
+
+        if convert.is_checkpoint_file(path):
+            return convert.converted_folder(path)
+        raise ModelNotFound(f"{name!r} is a file, not a model folder nor an original checkpoint "
+                            f"({', '.join(convert.SUFFIXES)}): give a folder in the diffusers layout, a hub id, "
+                            f"or one of: {', '.join(MODELS)}")
     if name == DEMO:
         if not (DEMO_FOLDER / "model_index.json").is_file():
             raise ModelNotFound(f"the bundled demo model is missing from this installation ({DEMO_FOLDER}); "
                                 "reinstall soundsmith")
         return DEMO_FOLDER
+    if name in MODELS and MODELS[name].file is not None:
+        from . import convert
+
+        return convert.converted_folder(_download_file(MODELS[name], name), name=name)
     if name in MODELS:
         return _download(MODELS[name].repo, name)
     if _HUB_ID.match(name):
@@ -151,12 +164,36 @@ def _download(repo: str, name: str, also: str = "") -> Path:
                             f"({type(exc).__name__}): {hint}") from None
 
 
-def is_cached(name: str) -> bool:
-    """Whether a known model's snapshot is in the local huggingface cache."""
-    from huggingface_hub import snapshot_download
+def _download_file(spec: ModelSpec, name: str) -> Path:
+    """The original checkpoint file of a MODELS entry, from the huggingface cache or the hub."""
+    from huggingface_hub import constants, hf_hub_download
 
+    hint = f"run `soundsmith download {name}` where the hub is reachable, or convert the file yourself " \
+           f"(`soundsmith convert {spec.file} --out FOLDER`) and pass the folder with -m"
     try:
-        snapshot_download(MODELS[name].repo, local_files_only=True)
+        return Path(hf_hub_download(spec.repo, spec.file, local_files_only=True))
+    except Exception:
+        pass
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFound(f"model {name!r} ({spec.repo}/{spec.file}) is not in the local cache "
+                            f"{constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set: {hint}")
+    try:
+        return Path(hf_hub_download(spec.repo, spec.file))
+    except Exception as exc:
+        raise ModelNotFound(f"model {name!r} ({spec.repo}/{spec.file}) is not cached and could not be downloaded "
+                            f"({type(exc).__name__}): {hint}") from None
+
+
+def is_cached(name: str) -> bool:
+    """Whether a known model's snapshot (or original checkpoint file) is in the local huggingface cache."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    spec = MODELS[name]
+    try:
+        if spec.file is not None:
+            hf_hub_download(spec.repo, spec.file, local_files_only=True)
+        else:
+            snapshot_download(spec.repo, local_files_only=True)
         return True
     except Exception:
         return False

@@ -8,8 +8,7 @@ ending in "=" is the Python keyword style ("num_inference_steps=0"); a name with
 """
 
 import math
-
-import numpy as np
+import numbers
 
 from .errors import InvalidArgument
 
@@ -33,11 +32,12 @@ def subject(label: str) -> str:
 
 
 def is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    """A real number, numpy's included (they register as numbers.Real), not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
 
 
 def is_whole(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
 
 
 # ---- text -------------------------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def parse_span(text: str) -> tuple[float, float]:
 def check_sampler(sampler, label: str = "sampler") -> str | None:
     """A sampler short name or diffusers scheduler class (schedules.SAMPLERS / DEFAULTS), "default" or None for the
     checkpoint's own scheduler. Checked by name only: the checkpoint's config is checked when the plan is built."""
-    from .schedules import DEFAULTS, SAMPLERS, _refuse as refuse
+    from .scheduler_config import DEFAULTS, SAMPLERS, _refuse as refuse
 
     if sampler is None or sampler == "default":
         return sampler

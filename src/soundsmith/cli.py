@@ -13,6 +13,7 @@ import argparse
 import os
 import secrets
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     from .checkpoints import DEFAULT
 
     p.add_argument("-m", "--model", default=None,
-                   help=f"model name, hub id or local diffusers folder (default {DEFAULT} when cached or reachable, "
-                        "else the bundled `demo`; `soundsmith models`)")
+                   help=f"model name, hub id, local diffusers folder or original .ckpt/.pth file (converted once) "
+                        f"(default {DEFAULT} when cached or reachable, else the bundled `demo`; `soundsmith models`)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default float32")
 
@@ -109,10 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("model", help="model name or hub id")
     download.set_defaults(func=cmd_download)
 
-    from . import data
+    from . import convert, data
     from .train import cli as train_cli
 
-    for owner in (data, train_cli):  # each training stage owns its subcommands
+    for owner in (data, train_cli, convert):  # each stage owns its subcommands
         owner.add_commands(sub)
     return parser
 
@@ -301,17 +302,35 @@ def cmd_download(args) -> int:
     return 0
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temporary files are removed on the way out
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"soundsmith: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except SoundsmithError as exc:
-        print(f"soundsmith: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("soundsmith: interrupted", file=sys.stderr)
-        return 130
+    import signal
+    import warnings
+
+    from .errors import SoundsmithWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")  # third-party warnings are not the user's business; ours are one line each
+        warnings.filterwarnings("default", category=SoundsmithWarning)
+        warnings.showwarning = _show_warning
+        try:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _terminate)
+            args = build_parser().parse_args(argv)
+            return args.func(args)
+        except SoundsmithError as exc:
+            print(f"soundsmith: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("soundsmith: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

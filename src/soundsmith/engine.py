@@ -15,8 +15,8 @@ import torch
 
 from . import canvas as canvases
 from . import lora, samplers
-from .checks import check_output_type, check_positive_int
-from .errors import InvalidArgument
+from .checks import check_output_type, check_positive_int, subject
+from .errors import InvalidArgument, NonFiniteError
 from .request import Request
 
 
@@ -81,6 +81,28 @@ def guided(unet, conditioning: dict, guidance_scale: float):
     return model
 
 
+def finite(model, request: Request, dtype: torch.dtype):
+    """`model` that stops the run at the first UNet output holding NaN or infinity, naming the likely cause, instead
+    of letting it spread into silent NaN audio."""
+    calls = [0]
+
+    def checked(x: torch.Tensor, t) -> torch.Tensor:
+        out = model(x, t)
+        calls[0] += 1
+        if not torch.isfinite(out).all():
+            if dtype == torch.float16:
+                cause = "float16 overflowed: use dtype bfloat16 or float32"
+            elif request.guidance is not None and request.guidance > 100:
+                cause = f"guidance {request.guidance:g} is extreme: try 1-10"
+            else:
+                cause = "the model's weights or the given embeddings hold NaN or infinity"
+            raise NonFiniteError(f"the UNet's output became NaN or infinite at evaluation {calls[0]} (timestep "
+                                 f"{int(t)}): {cause}")
+        return out
+
+    return checked
+
+
 def make_generator(seed: int | None, generator):
     """seed → a CPU generator seeded with it; otherwise the caller's generator (or None: torch's global RNG)."""
     if seed is None:
@@ -106,6 +128,9 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
         raise InvalidArgument("give seed= or generator=, not both")
     if latents is not None and request.task != "generate":
         raise InvalidArgument(f"latents= applies to generation, not to {request.task}")
+    if latents is not None and (not torch.is_tensor(latents) or not torch.isfinite(latents).all()):
+        raise InvalidArgument("latents= must be a tensor of finite values (it holds NaN or infinity, or is not a "
+                              "tensor)")
     start = canvases.build(pipe, request, audio, sample_rate, labels)
     if start.decode_only:
         return _output(pipe, request, start, start.x0, output_type, return_dict, None, None)
@@ -120,17 +145,23 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
                          request.steps, **(request.sampler_options or {}))
     hook = None
     if start.x0 is None:
+        if latents is not None:  # any number of rows, as diffusers: the output is still trimmed to the duration
+            want = pipe.latent_shape(batch * n, latents.shape[-2] if latents.dim() == 4 else start.rows)
+            if tuple(latents.shape) != want:
+                raise InvalidArgument(f"latents= has shape {tuple(latents.shape)}; this call needs {want} (prompts · "
+                                      f"candidates, channels, rows, width)")
+            start.rows, start.long = latents.shape[-2], pipe.is_long(latents.shape[-2])
         x = pipe.initial_latents(batch * n, start.rows, generator, latents)
     else:
         x, plan, hook = _from_input(pipe, start, n, generator, plan)
-    model = guided(pipe.unet, conditioning, guidance)
+    model = finite(guided(pipe.unet, conditioning, guidance), request, pipe.dtype)
     with lora.scaled(pipe.unet, (cross_attention_kwargs or {}).get("scale")):
         x = pipe.denoise(model, x, plan, long=start.long, generator=generator, eta=request.eta, callback=callback,
                          callback_steps=callback_steps, progress=progress, denoised_hook=hook)
     if start.x0 is not None:
         x = _paste_known(start, x, n)
     ranking = pipe.ranking(request.rank, request.ranker if ranker is None else ranker,
-                           None if prompts == [""] else prompts, n)
+                           None if prompts == [""] else prompts, n, subject(labels.get("ranker", "ranker=")))
     return _output(pipe, request, start, x, output_type, return_dict, ranking, start.finish)
 
 
@@ -169,6 +200,10 @@ def _output(pipe, request, start, latents, output_type, return_dict, ranking, fi
         audio = latents
     else:
         audio = pipe.mel_to_waveform(pipe.latents_to_mel(latents, long=start.long), long=start.long)[:, :start.keep]
+        if not torch.isfinite(audio).all():
+            raise NonFiniteError("decoding produced NaN or infinite samples"
+                                 + (": float16 overflowed in the VAE or vocoder, use bfloat16 or float32"
+                                    if pipe.dtype == torch.float16 else " (the VAE's or vocoder's weights)"))
         if finish is not None:
             audio = finish(audio)
         if ranking is not None:

@@ -83,10 +83,17 @@ class Planner:
 
 
 def _check_length(path: Path) -> None:
-    longest = max(numbered(path, 2), key=lambda p: len(p.name.encode("utf-8", "surrogateescape")))
-    if len(longest.name.encode("utf-8", "surrogateescape")) > 255:
-        raise InvalidArgument(f"output name {path.name[:40]!r}… is {len(path.name.encode('utf-8', 'surrogateescape'))} "
-                              f"bytes long: the file system allows 255 per name")
+    """A name the file system takes: no NUL, at most 255 bytes with a candidate number added."""
+    if "\0" in str(path):
+        raise InvalidArgument(f"output {str(path)!r} contains a NUL character: give a plain file name")
+    try:
+        size = max(len(os.fsencode(p.name)) for p in numbered(path, 2))
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"output {str(path)!r} is not a file name this system can encode (it holds a lone "
+                              f"surrogate)") from None
+    if size > 255:
+        raise InvalidArgument(f"output name {path.name[:40]!r}… takes {size} bytes with a candidate number: the file "
+                              f"system allows 255 per name")
 
 
 def check_writable(folder: Path) -> None:

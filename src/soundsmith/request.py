@@ -47,8 +47,9 @@ PYTHON_LABELS = {"steps": "num_inference_steps=", "guidance": "guidance_scale=",
 CLI_LABELS = {"duration": "-d/--duration {value:g}", "steps": "steps", "guidance": "guidance_scale",
               "candidates": "candidates (-n)", "negative_prompt": "--negative", "seed": "--seed {value}",
               "eta": "--eta {value:g}", "sampler": "--sampler", "transcription": "--transcription",
-              "max_new_tokens": "max-new-tokens", "strength": "--strength {value:g}", "seconds": "--seconds",
-              "cutoff": "cutoff", "loudness": "--loudness {value:g}", "quality": "--quality", "ranker": "--ranker"}
+              "max_new_tokens": "--max-new-tokens", "strength": "--strength {value:g}", "seconds": "--seconds",
+              "cutoff": "cutoff", "loudness": "--loudness {value:g}", "quality": "--quality",
+              "ranker": "--ranker"}
 
 _TYPES = {  # JSON types of each field, for from_dict's messages
     "version": "int", "task": "str", "model": "str", "prompt": "str or list", "negative_prompt": "str or list",

@@ -152,14 +152,16 @@ class Pipeline:
         return self.long_form.is_long(rows, self.row_seconds)
 
     # ---- noise and sampling ------------------------------------------------------------------------------------
+    def latent_shape(self, batch: int, rows: int) -> tuple[int, int, int, int]:
+        """(B, C, rows, W): the UNet's channels, the mel bins over the VAE factor."""
+        return batch, self.unet.config.in_channels, rows, self.vocoder.config.model_in_dim // self.vae_scale_factor
+
     def initial_latents(self, batch: int, rows: int, generator, latents: torch.Tensor | None) -> torch.Tensor:
         """The sampler's starting noise (B, C, rows, W), float32 in every pipeline dtype (see engine.guided): the
         same draws as a float32 run, so precisions differ only by the network's rounding."""
         if latents is not None:
             return latents.to(self.device, torch.float32)
-        width = self.vocoder.config.model_in_dim // self.vae_scale_factor
-        shape = (batch, self.unet.config.in_channels, rows, width)
-        return samplers.randn(shape, generator, self.device, torch.float32)
+        return samplers.randn(self.latent_shape(batch, rows), generator, self.device, torch.float32)
 
     def denoise(self, model: Callable, latents: torch.Tensor, plan: samplers.Plan, *, long: bool, generator, eta,
                 callback, callback_steps: int, progress: bool, denoised_hook: Callable | None = None) -> torch.Tensor:
@@ -191,13 +193,13 @@ class Pipeline:
         long = self.is_long(-(-mel.shape[1] // self.vae_scale_factor)) if long is None else long
         return self.long_form.vocode(self.vocoder, mel.to(self.dtype), long).cpu().float()
 
-    def ranking(self, rank: bool, ranker, prompts: list[str] | None, n: int) -> Callable | None:
+    def ranking(self, rank: bool, ranker, prompts: list[str] | None, n: int, label: str = "ranker=") -> Callable | None:
         """The best-of-n step for `output`: None unless ranking is asked for and a CLAP audio tower is available."""
         if not rank or n < 2 or prompts is None:
             return None
         from .. import rank as ranking
 
-        chosen = ranking.pipeline_ranker(self, ranker)
+        chosen = ranking.pipeline_ranker(self, ranker, label)
         if chosen is None:
             return None
 
