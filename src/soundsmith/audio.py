@@ -32,7 +32,7 @@ import soundfile
 import torch
 import torch.nn.functional as F
 
-from .errors import AudioFileError, InvalidArgument, SoundsmithError
+from .errors import AudioFileError, InvalidArgument, OutputExists, SoundsmithError
 
 # the 16 kHz recipe of AudioLDM, AudioLDM 2 and MusicLDM
 SAMPLE_RATE = 16000
@@ -564,7 +564,7 @@ def _publish(temporary: str, path: str, overwrite: bool) -> None:
 
 
 def _already_exists(path: str) -> AudioFileError:
-    return AudioFileError(f"{path}: already exists; soundsmith does not replace files unless asked to "
+    return OutputExists(f"{path}: already exists; soundsmith does not replace files unless asked to "
                           "(overwrite=True, --force)")
 
 

@@ -258,7 +258,7 @@ def _run(args, jobs: list, dtype: str | None) -> int:
         out = engine.run(pipe, request, progress=True)
         if getattr(args, "compile", False) and number == 1:
             _note(f"first sound, compilation included: {time.perf_counter() - started:.1f} s")
-        for path in save(paths, out, dtype=dtype):
+        for path in save(paths, out, dtype=dtype, overwrite=args.force):
             print(path, flush=True)
     return 0
 

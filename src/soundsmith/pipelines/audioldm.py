@@ -7,7 +7,7 @@ import torch
 
 from .. import checkpoints, engine
 from ..checks import check_negative, subject
-from ..errors import CheckpointError, InvalidArgument
+from ..errors import InvalidArgument
 from ..models.conditioning import clap_text_embeds
 from ..request import PYTHON_LABELS, Request
 from .base import Pipeline, repeat_per_prompt

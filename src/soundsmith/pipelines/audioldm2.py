@@ -12,7 +12,7 @@ import torch
 
 from .. import checkpoints, engine
 from ..checks import check_negative, check_positive_int, check_prompt, subject
-from ..errors import CheckpointError, InvalidArgument
+from ..errors import InvalidArgument
 from ..models.conditioning import (Projection, clap_text_embeds, gpt2_continue, projection_config, t5_states,
                                    vits_states)
 from ..request import PYTHON_LABELS, Request
