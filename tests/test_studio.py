@@ -267,3 +267,43 @@ def test_page_fits_laptop_and_phone_widths_and_every_control_is_labelled(chromiu
         .map(c => c.outerHTML)""")
     assert unlabelled == []
     context.close()
+
+
+@needs_chromium
+def test_an_uploaded_clip_is_edited_like_a_result(page, server, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(16000 * SECONDS)) / 16000
+    sf.write(tmp_path / "hum.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+    page.locator("#upload").set_input_files(str(tmp_path / "hum.wav"))
+    clip = page.locator("#clip-list .card", has_text="hum.wav")
+    clip.wait_for(timeout=30_000)
+    audio = clip.locator("audio")
+    page.wait_for_function("a => a.duration > 0", arg=audio.element_handle(), timeout=30_000)
+    clip.locator("details.edit summary").click()
+    clip.get_by_role("button", name="Transfer").click()  # no prompt yet: the API says so, next to the prompt
+    missing = clip.locator(".err-edit-prompt")
+    missing.wait_for(state="visible", timeout=10_000)
+    assert "prompt" in missing.inner_text()
+    clip.locator(".edit-prompt").fill("an organ drone")
+    clip.locator(".strength").fill("0.7")
+    clip.get_by_role("button", name="Transfer").click()
+    _wait_succeeded(page, "transfer: an organ drone")
+    status, listed = _api(server, "GET", "/v1/jobs?limit=50")
+    jobs = listed["jobs"] if isinstance(listed, dict) else listed
+    job = next(j for j in jobs if j["request"].get("task") == "transfer")
+    assert job["request"]["strength"] == pytest.approx(0.7)
+
+
+@needs_chromium
+def test_a_queued_job_can_be_cancelled(page, server):
+    page.get_by_label("Prompt", exact=True).fill("a very long drone")
+    page.get_by_label("Duration (s)").fill(str(SECONDS))
+    page.get_by_label("Steps").fill("200")  # the service's cap: long enough to cancel while it runs
+    page.get_by_role("button", name="Generate").click()
+    row = page.locator("#queue-list li", has_text="a very long drone")
+    row.get_by_role("button", name=re.compile("Cancel")).click()
+    row.wait_for(state="detached", timeout=JOB_TIMEOUT_MS)
+    card = _card(page, "a very long drone").first
+    page.wait_for_function("c => c.dataset.status === 'cancelled'", arg=card.element_handle(), timeout=JOB_TIMEOUT_MS)

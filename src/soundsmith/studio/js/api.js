@@ -75,14 +75,15 @@ export function submit(request) {
   return api("/v1/jobs", { method: "POST", json: request, headers: { "Idempotency-Key": key } });
 }
 
-// GET /v1/jobs, newest first: {jobs: [...]} (or a bare list), filtered by prompt text and star.
+// GET /v1/jobs, newest first, filtered by prompt text and star → {jobs: [...], next: the `before` of the next
+// page, or null}.
 export async function listJobs({ q = "", starred = false, before = null, limit = 30 } = {}) {
   const params = new URLSearchParams({ limit: String(limit) });
   if (q) params.set("q", q);
   if (starred) params.set("starred", "true");
   if (before) params.set("before", before);
   const data = await api(`/v1/jobs?${params}`);
-  return Array.isArray(data) ? data : data.jobs || [];
+  return { jobs: data.jobs || [], next: data.next || null };
 }
 
 // POST /v1/uploads with the file's bytes as the body → the id a request's "input" names.

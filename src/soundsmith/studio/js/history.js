@@ -38,21 +38,24 @@ export class HistoryPanel {
   async load({ more = false } = {}) {
     const slot = $("#err-sounds");
     showError(slot, "");
-    const before = more ? this.oldest : null;
-    let jobs;
+    const before = more ? this.next : null;
+    const asked = (this.asked = (this.asked || 0) + 1);
+    let page;
     try {
-      jobs = await listJobs({ ...this.filters(), before, limit: PAGE });
+      page = await listJobs({ ...this.filters(), before, limit: PAGE });
     } catch (err) {
       showError(slot, err.detail || String(err));
       return [];
     }
+    if (asked !== this.asked) return [];  // a newer search answered, or will
+    const jobs = page.jobs;
+    this.next = page.next;
     if (!more) {
       this.list.replaceChildren();
       this.cards.clear();
     }
     for (const job of jobs) this.put(job, { append: true });
-    if (jobs.length) this.oldest = jobs[jobs.length - 1].id;
-    this.older.hidden = jobs.length < PAGE;
+    this.older.hidden = !this.next;
     this.showEmpty();
     return jobs;
   }

@@ -65,7 +65,7 @@ export class SoundCard {
     $(".title", el).textContent = job.clip ? `clip: ${job.name}` : describe(request);
     $(".settings", el).textContent = job.clip
       ? `${job.seconds ? job.seconds.toFixed(2) + " s" : ""} uploaded · ${when(job.created)}`
-      : [settingsOf(request), job.status === "succeeded" ? "" : job.status, when(job.created)].filter(Boolean).join(" · ");
+      : [settingsOf({ ...request, ...(job.ran || {}) }), job.status === "succeeded" ? "" : job.status, when(job.created)].filter(Boolean).join(" · ");
     const error = job.status === "failed" ? job.error || "failed"
       : job.status === "cancelled" ? "cancelled" : "";
     showError($(".job-error", el), error);
