@@ -307,3 +307,25 @@ def test_a_queued_job_can_be_cancelled(page, server):
     row.wait_for(state="detached", timeout=JOB_TIMEOUT_MS)
     card = _card(page, "a very long drone").first
     page.wait_for_function("c => c.dataset.status === 'cancelled'", arg=card.element_handle(), timeout=JOB_TIMEOUT_MS)
+
+
+@needs_chromium
+def test_a_server_with_a_token_asks_for_it_once_and_plays_with_it(chromium, tiny_10ms, tmp_path):
+    pytest.importorskip("soundsmith.serve", reason="the service (issue 14, soundsmith/serve) is not in this tree")
+    with Server([tiny_10ms], tmp_path / "data", extra=["--token", "studio-test-token"]) as guarded:
+        context = chromium.new_context(viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        page.goto(guarded.url)
+        page.get_by_label("API token").wait_for()
+        assert "token" in page.locator("#err-token").inner_text()  # the API's 401 message
+        page.get_by_label("API token").fill("studio-test-token")
+        page.get_by_role("button", name="Use token").click()
+        page.wait_for_selector("body[data-ready]")
+        _make(page, "a kettle whistling", seed=4)
+        card = _wait_succeeded(page, "a kettle whistling")
+        audio = card.locator("audio").first
+        page.wait_for_function("a => a.duration > 0", arg=audio.element_handle(), timeout=30_000)
+        page.reload()  # the token is remembered
+        page.wait_for_selector("body[data-ready]")
+        assert _card(page, "a kettle whistling").count() == 1
+        context.close()

@@ -51,7 +51,10 @@ export class MakePanel {
   describeModel() {
     const model = this.models.find((m) => m.name === $("#model", this.form).value);
     const duration = $("#duration", this.form);
-    duration.placeholder = model && model.default_seconds ? `${model.default_seconds}` : "default";
+    duration.placeholder = model && model.default_seconds
+      ? `default ${Number(model.default_seconds).toFixed(2).replace(/\.?0+$/, "")}` : "default";
+    const steps = $("#steps", this.form);
+    steps.placeholder = model && model.default_steps ? `default ${model.default_steps}` : "default";
   }
 
   // The request the controls describe. Empty controls are left out (the model's defaults apply); the seed is drawn

@@ -33,7 +33,7 @@ function settingsOf(request = {}) {
   const parts = [];
   if (request.model) parts.push(request.model);
   if (request.seed !== undefined && request.seed !== null) parts.push(`seed ${request.seed}`);
-  if (request.duration) parts.push(`${request.duration} s`);
+  if (request.duration) parts.push(`${Number(request.duration).toFixed(2).replace(/\.?0+$/, "")} s`);
   if (request.quality) parts.push(request.quality);
   if (request.steps) parts.push(`${request.steps} steps`);
   if (request.guidance !== undefined && request.guidance !== null) parts.push(`guidance ${request.guidance}`);
