@@ -109,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("model", help="model name or hub id")
     download.set_defaults(func=cmd_download)
 
-    from . import data
+    from . import data, serve
     from .train import cli as train_cli
 
-    for owner in (data, train_cli):  # each training stage owns its subcommands
+    for owner in (data, train_cli, serve):  # each training stage owns its subcommands
         owner.add_commands(sub)
     return parser
 
