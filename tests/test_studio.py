@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from studio_server import CHROMIUM, Server, browser
+from browser import CHROMIUM
 
 JOB_TIMEOUT_MS = 180_000  # one tiny job takes seconds; the machine is shared
 SECONDS = 2.0
@@ -77,15 +77,45 @@ def _join(base: str, ref: str) -> str:
     return "/".join(parts)
 
 
+def test_jobs_can_be_starred_and_searched_by_prompt_over_http(server):
+    """The API the studio's star and search use: PATCH /v1/jobs/{id} {"starred": …}; GET /v1/jobs?q=&starred=."""
+    with server.client() as client:
+        ids = {}
+        for prompt in ("Rain on 100% tin_roof", "a distant siren"):
+            job = client.post("/v1/jobs", json={"prompt": prompt, "duration": SECONDS, "steps": 200}).json()
+            client.delete(f"/v1/jobs/{job['id']}")  # nothing needs to run
+            ids[prompt] = job["id"]
+        rain = ids["Rain on 100% tin_roof"]
+        assert client.get(f"/v1/jobs/{rain}").json()["starred"] is False
+        starred = client.patch(f"/v1/jobs/{rain}", json={"starred": True})
+        assert starred.status_code == 200 and starred.json()["starred"] is True
+
+        def listed(**params):
+            return [j["id"] for j in client.get("/v1/jobs", params={"limit": 500, **params}).json()["jobs"]]
+
+        assert rain in listed(starred="true") and ids["a distant siren"] not in listed(starred="true")
+        assert rain not in listed(starred="false")
+        assert listed(q="RAIN ON") == [rain]  # any case
+        assert listed(q="100%") == [rain] and listed(q="tin_r") == [rain] and listed(q="on_1") == []  # % and _ literal
+        assert listed(q="siren", starred="true") == []
+        assert client.patch(f"/v1/jobs/{rain}", json={"starred": False}).json()["starred"] is False
+        for bad in ({"starred": "yes"}, {"starred": True, "prompt": "x"}, [True]):
+            answer = client.patch(f"/v1/jobs/{rain}", json=bad)
+            assert answer.status_code == 422 and "starred" in answer.json()["detail"]
+        answer = client.get("/v1/jobs", params={"starred": "maybe"})
+        assert answer.status_code == 422 and answer.json()["detail"].startswith("starred=")
+        assert client.patch("/v1/jobs/job_0000000000000000", json={"starred": True}).status_code == 404
+
+
 # ---- in the browser -------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def server(tiny_10ms, tmp_path_factory):
-    pytest.importorskip("fastapi")
-    pytest.importorskip("soundsmith.serve", reason="the service (issue 14, soundsmith/serve) is not in this tree")
-    data = tmp_path_factory.mktemp("studio") / "data"
-    with Server([tiny_10ms], data) as running:
-        yield running
+    from serving import Server
+
+    running = Server(tiny_10ms, tmp_path_factory.mktemp("studio") / "data").start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +123,9 @@ def chromium():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is absent: scripts/install-browser-deps installs it")
     pytest.importorskip("playwright")
-    with browser() as running:
+    import browser
+
+    with browser.chromium() as running:
         yield running
 
 
@@ -218,7 +250,8 @@ def test_history_survives_reload_and_restart_and_is_searchable(page, server):
         if not _card(page, prompt).count():
             _make(page, prompt, seed=3)
             _wait_succeeded(page, prompt)
-    server.restart()
+    server.stop()
+    server.start()
     page.goto(server.url)
     page.wait_for_selector("body[data-ready]")
     for prompt in ("a dog barking in the rain", "a piano playing a slow melody"):
@@ -311,8 +344,10 @@ def test_a_queued_job_can_be_cancelled(page, server):
 
 @needs_chromium
 def test_a_server_with_a_token_asks_for_it_once_and_plays_with_it(chromium, tiny_10ms, tmp_path):
-    pytest.importorskip("soundsmith.serve", reason="the service (issue 14, soundsmith/serve) is not in this tree")
-    with Server([tiny_10ms], tmp_path / "data", extra=["--token", "studio-test-token"]) as guarded:
+    from serving import Server
+
+    guarded = Server(tiny_10ms, tmp_path / "data", token="studio-test-token").start()
+    try:
         context = chromium.new_context(viewport={"width": 1366, "height": 768})
         page = context.new_page()
         page.goto(guarded.url)
@@ -329,3 +364,5 @@ def test_a_server_with_a_token_asks_for_it_once_and_plays_with_it(chromium, tiny
         page.wait_for_selector("body[data-ready]")
         assert _card(page, "a kettle whistling").count() == 1
         context.close()
+    finally:
+        guarded.stop()
