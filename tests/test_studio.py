@@ -330,6 +330,21 @@ def test_an_uploaded_clip_is_edited_like_a_result(page, server, tmp_path):
 
 
 @needs_chromium
+def test_a_recording_from_the_microphone_becomes_a_clip_the_server_accepts(page, server):
+    record = page.get_by_role("button", name="Record")
+    record.click()
+    page.wait_for_function("() => document.querySelector('#record').getAttribute('aria-pressed') === 'true'")
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Stop recording").click()
+    clip = page.locator("#clip-list .card", has_text="recording")
+    clip.wait_for(timeout=30_000)  # decoded, sent as WAV, accepted by POST /v1/uploads
+    assert page.locator("#err-upload").inner_text() == ""
+    audio = clip.locator("audio")
+    page.wait_for_function("a => a.duration > 0", arg=audio.element_handle(), timeout=30_000)
+    assert 0.5 < audio.evaluate("a => a.duration") < 5
+
+
+@needs_chromium
 def test_a_queued_job_can_be_cancelled(page, server):
     page.get_by_label("Prompt", exact=True).fill("a very long drone")
     page.get_by_label("Duration (s)").fill(str(SECONDS))
