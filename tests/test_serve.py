@@ -7,9 +7,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from serving import Server, environment, wait_for, wait_idle  # noqa: E402
+from serving import Server, wait_for, wait_idle  # noqa: E402
 
 from soundsmith import Request  # noqa: E402
 from soundsmith.audio import read_metadata  # noqa: E402
@@ -216,12 +213,16 @@ def test_uploads_are_checked_by_content_and_used_by_id(client, server):
     stored = sorted(p.name for p in (server.data / "uploads").iterdir())
     assert stored == sorted(f"{u.json()['id']}.wav" for u in (named_wrong, raw))  # nothing else kept
     upload = named_wrong.json()["id"]
-    for body in ({"task": "reconstruct", "input": upload},
-                 {"task": "inpaint", "input": upload, "prompt": "a bell", "masks": [[0.02, 0.05]], "steps": 2}):
+    for body, seconds in [({"task": "reconstruct"}, 0.1),  # every audio task, over HTTP
+                          ({"task": "transfer", "prompt": "jazz drums", "strength": 0.6}, 0.1),
+                          ({"task": "inpaint", "prompt": "a bell", "masks": [[0.02, 0.05]]}, 0.1),
+                          ({"task": "upscale", "cutoff": 3000}, 0.1),
+                          ({"task": "extend", "prompt": "more rain", "seconds": 0.05}, 0.15)]:
+        body = {**body, "input": upload, **({"steps": 2} if body["task"] != "reconstruct" else {})}
         job = wait_for(client, client.post("/v1/jobs", json=body).json()["id"])
         assert job["status"] == "succeeded", job["error"]
-        assert job["request"]["input"] == upload
-        assert job["outputs"][0]["seconds"] == pytest.approx(0.1)
+        assert job["request"]["input"] == upload and job["request"]["task"] == body["task"]
+        assert job["outputs"][0]["seconds"] == pytest.approx(seconds)
     outside = client.post("/v1/jobs", json={"task": "inpaint", "input": upload, "prompt": "x", "masks": [[0.05, 0.5]]})
     assert outside.status_code == 422 and "mask" in outside.json()["detail"]
 
@@ -247,7 +248,8 @@ def test_path_traversal_on_every_route_answers_404(client, server):
     templates = [("GET", "/v1/jobs/{x}"), ("DELETE", "/v1/jobs/{x}"), ("GET", "/v1/jobs/{x}/events"),
                  ("GET", "/v1/jobs/{x}/audio/0"), ("GET", f"/v1/jobs/{job}/audio/{{x}}"),
                  ("GET", f"/v1/jobs/{job}/audio/{{x}}?format=flac"), ("GET", "/v1/uploads/{x}"),
-                 ("GET", "/studio/{x}"), ("GET", "/{x}"), ("GET", "/v1/models/{x}")]
+                 ("POST", "/v1/jobs/{x}"), ("POST", "/v1/uploads/{x}"), ("GET", "/studio/{x}"), ("GET", "/{x}"),
+                 ("GET", "/v1/models/{x}")]
     for method, template in templates:
         for attack in TRAVERSALS:
             path = template.replace("{x}", attack)
@@ -290,12 +292,12 @@ def test_a_full_queue_answers_429_with_retry_after(guarded):
         client.delete(f"/v1/jobs/{running['id']}")
 
 
-def test_a_public_address_without_a_token_refuses_to_start(tiny_audioldm, tmp_path):
-    env = environment()
-    env.pop("SOUNDSMITH_TOKEN", None)
-    done = subprocess.run([sys.executable, "-m", "soundsmith.cli", "serve", "--host", "0.0.0.0", "--models",
-                           str(tiny_audioldm), "--data", str(tmp_path / "data")], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "--token" in done.stderr and "0.0.0.0" in done.stderr
+def test_a_public_address_without_a_token_refuses_to_start(tiny_audioldm, tmp_path, capsys, monkeypatch):
+    from soundsmith.cli import main
+
+    monkeypatch.delenv("SOUNDSMITH_TOKEN", raising=False)
+    code = main(["serve", "--host", "0.0.0.0", "--models", str(tiny_audioldm), "--data", str(tmp_path / "data")])
+    stderr = capsys.readouterr().err
+    assert code == 2 and stderr.startswith("soundsmith: error: --host 0.0.0.0 is not a loopback address")
+    assert stderr.strip().count("\n") == 0 and "--token" in stderr
     assert not (tmp_path / "data").exists()

@@ -50,6 +50,8 @@ EVENT_POLL = 0.1  # seconds between looks at a job for its event stream
 KEEP_ALIVE = 15.0  # seconds of silence before an event stream sends a comment
 _JOB = re.compile(JOB_ID)
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_NUMBER = re.compile(r"[0-9]{1,9}")
+_LENGTH = re.compile(r"[0-9]{1,30}")
 _EXAMPLE = {"task": "generate", "prompt": "a dog barking in the rain", "model": "demo", "duration": 3, "steps": 10,
             "seed": 0}
 
@@ -188,7 +190,7 @@ def _job_routes(v1: APIRouter, service: Service) -> None:
             raise InvalidArgument(f"q is {len(q)} characters long: give at most {MAX_QUERY}")
         if status is not None and status not in STATUSES:
             raise InvalidArgument(f"status={status!r} is not allowed (allowed: {', '.join(STATUSES)})")
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+        if not _NUMBER.fullmatch(limit) or not 1 <= int(limit) <= MAX_LIST:
             raise InvalidArgument(f"limit={limit[:20]!r} is not allowed: give a whole number from 1 to {MAX_LIST}")
         seq = None
         if before is not None:
@@ -251,7 +253,7 @@ def _job_routes(v1: APIRouter, service: Service) -> None:
         job = service.find(job_id)
         if format not in ("wav", "flac"):
             raise InvalidArgument(f"format={format[:20]!r} is not allowed (allowed: wav, flac)")
-        if not index.isdigit() or int(index) >= max(len(job.outputs), 1):
+        if not _NUMBER.fullmatch(index) or int(index) >= max(len(job.outputs), 1):
             raise HTTPException(404, f"job {job_id} has no output {index[:20]!r}")
         if job.status != "succeeded":
             raise HTTPException(409, f"job {job_id} is {job.status}: it has no audio" +
@@ -277,7 +279,7 @@ def _other_routes(v1: APIRouter, service: Service) -> None:
         limit = settings.max_upload_bytes
         declared = request.headers.get("content-length")
         too_large = f"the upload is larger than this server's cap of {settings.max_upload_mb:g} MB"
-        if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        if declared is not None and _LENGTH.fullmatch(declared) and int(declared) > limit + 64 * 1024:
             raise HTTPException(413, too_large)
         received = uploads.incoming(service.data)
         try:
@@ -310,7 +312,7 @@ def _other_routes(v1: APIRouter, service: Service) -> None:
 
 async def _json_body(request: HTTPRequest):
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+    if declared is not None and _LENGTH.fullmatch(declared) and int(declared) > MAX_BODY:
         raise HTTPException(413, f"the request body is larger than {MAX_BODY // 1024} KB")
     raw = b""
     async for chunk in request.stream():
@@ -319,6 +321,8 @@ async def _json_body(request: HTTPRequest):
             raise HTTPException(413, f"the request body is larger than {MAX_BODY // 1024} KB")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise InvalidArgument("the body nests too deeply: send a request object") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"the body is not JSON ({str(exc).splitlines()[0][:80]}): send a request object, "
                               f"e.g. {json.dumps(_EXAMPLE)}") from None
@@ -356,7 +360,7 @@ async def _receive_multipart(request: HTTPRequest, path: Path) -> int:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SoundsmithError)
     async def user_error(request, exc):
-        status = 415 if isinstance(exc, uploads.UnsupportedAudio) else 413 if isinstance(exc, uploads.TooLarge) else 422
+        status = 415 if isinstance(exc, uploads.UnsupportedAudio) else 422
         return JSONResponse({"detail": _line(str(exc))}, status)
 
     @app.exception_handler(RequestValidationError)

@@ -19,10 +19,6 @@ class UnsupportedAudio(InvalidArgument):
     """The bytes are not one of FORMATS (answered 415)."""
 
 
-class TooLarge(InvalidArgument):
-    """More bytes than the service's cap (answered 413)."""
-
-
 def sniff(head: bytes) -> str | None:
     """The format the first bytes of a file announce: RIFF/RF64 …WAVE, fLaC, OggS, an ID3 tag or an MPEG audio
     frame header (11 sync bits, a layer) → "wav" | "flac" | "ogg" | "mp3", else None."""

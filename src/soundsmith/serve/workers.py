@@ -131,10 +131,20 @@ class Workers:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        """Start the workers, and load the default model in the background so the first job finds it warm."""
+        threading.Thread(target=self._preload, name="soundsmith-preload", daemon=True).start()
         for i in range(self.settings.workers):
             thread = threading.Thread(target=self._loop, name=f"soundsmith-worker-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def _preload(self) -> None:
+        name = next(iter(self.models))
+        try:
+            with self.pipelines.use(name):
+                pass
+        except Exception:  # jobs on this model will fail with the loading error's one line
+            log.exception("could not load %s", name)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the current step of each running job (those jobs stay `running`: they run again at the next
@@ -173,6 +183,9 @@ class Workers:
         try:
             if folder.exists():  # an earlier attempt's files (a restart): start clean
                 shutil.rmtree(folder)
+            for name in (job.request["model"], job.request.get("ranker")):
+                if name is not None and name not in self.models:  # queued before a restart with other --models
+                    raise SoundsmithError(f"model {name!r} is no longer served here (served: {', '.join(self.models)})")
             with self.pipelines.use(job.request["model"]) as pipe:
                 out = self._generate(job, pipe)
             if self._stopping(job.id):
