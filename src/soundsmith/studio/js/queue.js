@@ -69,6 +69,9 @@ export class QueuePanel {
       entry.bar.value = job.progress;
       entry.state.textContent = `${job.status || entry.row.dataset.status || ""} ${Math.round(job.progress * 100)} %`;
     }
+    if (job.status === "queued" && typeof job.position === "number") {
+      entry.state.textContent = job.position ? `queued, ${job.position} ahead` : "queued, next";
+    }
     if (job.status && FINISHED.includes(job.status)) this.finish(job.id);
   }
 
