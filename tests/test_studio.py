@@ -230,6 +230,35 @@ def test_dragging_across_the_picture_regenerates_that_span(page, server):
 
 
 @needs_chromium
+def test_again_vary_extend_upscale_and_downloads_from_a_result(page, server):
+    _make(page, "a clock ticking", seed=21)
+    card = _wait_succeeded(page, "a clock ticking")
+    for name in ("Download WAV", "Download FLAC"):
+        link = card.get_by_role("link", name=name)
+        answer = page.request.get(server.url + link.get_attribute("href").replace(server.url, ""))
+        assert answer.ok and answer.headers["content-type"] == f"audio/{name.split()[-1].lower()}"
+        assert link.get_attribute("download").endswith(name.split()[-1].lower())
+    card.get_by_role("button", name="Again with this seed").click()
+    card.get_by_role("button", name="Vary seed").click()
+    card.locator("details.edit summary").click()
+    card.locator(".extend-seconds").fill("1")
+    card.get_by_role("button", name="Extend").click()
+    card.get_by_label("Cutoff (Hz)").fill("4000")  # the tiny model's sounds fill the band: nothing to detect
+    card.get_by_role("button", name="Upscale").click()
+    extended = _wait_succeeded(page, "extend: a clock ticking")
+    audio = extended.locator("audio").first
+    page.wait_for_function("a => a.duration > 0", arg=audio.element_handle(), timeout=30_000)
+    assert abs(audio.evaluate("a => a.duration") - (SECONDS + 1)) < 0.05
+    _wait_succeeded(page, "upscale: a clock ticking")
+    page.wait_for_function("() => document.querySelectorAll('#sound-list .card[data-status=succeeded]')"
+                           ".length >= 5 && !document.querySelector('#queue-list li')", timeout=JOB_TIMEOUT_MS)
+    status, listed = _api(server, "GET", "/v1/jobs?limit=5&q=a%20clock%20ticking")
+    seeds = {j["request"]["task"] + ("" if j["request"]["seed"] == 21 else " new seed") for j in listed["jobs"]}
+    assert seeds == {"generate", "generate new seed", "extend new seed", "upscale new seed"}
+    assert sum(j["request"]["task"] == "generate" and j["request"]["seed"] == 21 for j in listed["jobs"]) == 2
+
+
+@needs_chromium
 def test_bad_duration_shows_the_apis_message_next_to_duration(page, server):
     page.get_by_label("Prompt", exact=True).fill("a bell ringing")
     page.get_by_label("Duration (s)").fill("99999")

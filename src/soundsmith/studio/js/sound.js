@@ -6,7 +6,7 @@
 import { playableUrl, starJob, submit, upload } from "./api.js";
 import { Picture } from "./picture.js";
 import { describe } from "./queue.js";
-import { $, clearErrors, fieldOf, randomSeed, showError, when } from "./ui.js";
+import { $, clearErrors, fieldOf, numberOf, randomSeed, showError, when } from "./ui.js";
 
 // What an edit keeps from the job it edits (fields every audio task reads; request.py's GENERATION).
 const CARRIED = ["model", "negative_prompt", "steps", "guidance", "sampler", "quality"];
@@ -43,6 +43,7 @@ function settingsOf(request = {}) {
   if (request.masks) parts.push(`span ${request.masks.map((m) => `${m[0]}–${m[1]} s`).join(", ")}`);
   if (request.seconds) parts.push(`+${request.seconds} s`);
   if (request.strength !== undefined && request.strength !== null) parts.push(`strength ${request.strength}`);
+  if (request.cutoff) parts.push(`above ${request.cutoff} Hz`);
   return parts.join(" · ");
 }
 
@@ -171,7 +172,10 @@ export class SoundCard {
     });
     edit(".extend", "extend", () => ({ task: "extend", seconds: Number($(".extend-seconds", el).value) }));
     edit(".transfer", "transfer", () => ({ task: "transfer", strength: Number(strength.value) }));
-    edit(".upscale", "upscale", () => ({ task: "upscale" }));
+    edit(".upscale", "upscale", () => {
+      const cutoff = numberOf($(".cutoff", el));
+      return cutoff === undefined ? { task: "upscale" } : { task: "upscale", cutoff };
+    });
   }
 
   async edit(state, slot, fields) {
