@@ -151,6 +151,7 @@ def test_an_idempotent_retry_returns_the_same_job(client):
     (quick(steps=0), "steps"),
     (quick(steps=LONG_STEPS + 1), "steps"),
     (quick(duration=2.0), "duration"),
+    (quick(duration=0.0001), "duration"),
     (quick(candidates=4), "candidates"),
     (quick(model="demo"), "model"),
     (quick(model="/etc"), "model"),

@@ -12,6 +12,8 @@ import re
 import secrets
 
 from ..checks import check_spans
+from ..errors import InvalidArgument
+from ..presets import preset
 from ..request import AUDIO_TASKS, TASK_FIELDS, Request
 from .catalog import Model
 from .config import Settings
@@ -24,8 +26,6 @@ _UPLOAD = re.compile(UPLOAD_ID)
 def admit(body, settings: Settings, models: dict[str, Model], store: Store) -> Request:
     """A JSON body → the Request to queue: checked, model filled in (the first served one by default), seed
     fixed. Raises InvalidArgument."""
-    from ..errors import InvalidArgument
-
     request = Request.from_dict(body)
     name = request.model if request.model is not None else next(iter(models))
     if name not in models:
@@ -41,6 +41,9 @@ def admit(body, settings: Settings, models: dict[str, Model], store: Store) -> R
         if upload is None:
             raise InvalidArgument(f"input={request.input[:80]!r} is not an upload id: POST the audio to /v1/uploads "
                                   f"and give the id it answers")
+        if upload.seconds < model.min_seconds:
+            raise InvalidArgument(f"input {request.input} is {upload.seconds:g} s long: the model needs at least "
+                                  f"{model.min_seconds:g} s")
         if upload.seconds > settings.max_duration:
             raise InvalidArgument(f"input {request.input} is {upload.seconds:g} s long: this server takes at most "
                                   f"{settings.max_duration:g} s")
@@ -56,14 +59,14 @@ def admit(body, settings: Settings, models: dict[str, Model], store: Store) -> R
 def check_caps(request: Request, model: Model, settings: Settings, input_seconds: float | None = None) -> None:
     """duration / seconds / steps / candidates within the service's caps, the model's defaults counted where the
     request leaves them out."""
-    from ..errors import InvalidArgument
-    from ..presets import preset
-
     if request.task == "generate":
         seconds = model.default_seconds if request.duration is None else request.duration
-        if seconds > settings.max_duration:
-            raise InvalidArgument(f"duration={seconds:g} is not allowed: this server makes at most "
-                                  f"{settings.max_duration:g} s per job")
+        if not model.min_seconds <= seconds <= settings.max_duration:
+            raise InvalidArgument(f"duration={seconds:g} is not allowed: give between {model.min_seconds:g} s (the "
+                                  f"model's shortest) and {settings.max_duration:g} s (this server's cap)")
+    if request.task == "extend" and request.seconds < model.min_seconds:
+        raise InvalidArgument(f"seconds={request.seconds:g} is not allowed: the model adds at least "
+                              f"{model.min_seconds:g} s")
     if request.task == "extend" and request.seconds + (input_seconds or 0.0) > settings.max_duration:
         raise InvalidArgument(f"seconds={request.seconds:g} is not allowed: the input and its extension may last "
                               f"at most {settings.max_duration:g} s here")

@@ -304,7 +304,8 @@ def _other_routes(v1: APIRouter, service: Service) -> None:
         loaded = service.workers.pipelines.loaded
         return {"models": [{"name": m.name, "family": m.family, "sample_rate": m.sample_rate, "loaded": m.name in loaded,
                             "default": i == 0, "default_steps": m.default_steps,
-                            "default_seconds": round(m.default_seconds, 4), "ranks": m.ranks}
+                            "default_seconds": round(m.default_seconds, 4), "min_seconds": m.min_seconds,
+                            "ranks": m.ranks}
                            for i, m in enumerate(service.models.values())],
                 "limits": {"duration": settings.max_duration, "steps": settings.max_steps,
                            "candidates": settings.max_candidates, "upload_mb": settings.max_upload_mb}}

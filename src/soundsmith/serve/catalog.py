@@ -18,7 +18,7 @@ FAMILIES = {"AudioLDMPipeline": "AudioLDM", "AudioLDM2Pipeline": "AudioLDM 2", "
 @dataclass(frozen=True)
 class Model:
     """A served model. default_steps / default_seconds: what a request that leaves them out runs with (sampler
-    steps; seconds of audio); sample_rate in Hz."""
+    steps; seconds of audio); sample_rate in Hz. The lengths follow Pipeline.default_seconds / min_seconds."""
 
     name: str
     folder: Path
@@ -27,6 +27,7 @@ class Model:
     sample_rate: int
     default_steps: int
     default_seconds: float
+    min_seconds: float  # one latent row: the shortest audio the model makes
     ranks: bool  # its CLAP has an audio tower: it can rank candidates itself, and serve as another model's ranker
 
 
@@ -63,9 +64,10 @@ def describe(name: str, folder: Path) -> Model:
     steps, _ = model_defaults(folder, cls.default_steps, cls.default_guidance)
     rate = int(vocoder.get("sampling_rate", 16000))
     hop = prod(vocoder.get("upsample_rates", [5, 4, 2, 2, 2]))
-    seconds = (unet.get("sample_size") or 128) * vae.scale_factor * hop / rate  # as Pipeline.default_seconds
+    row = hop / rate * vae.scale_factor  # seconds per latent row, in Pipeline.min_seconds' order of operations
+    seconds = (unet.get("sample_size") or 128) * row
     encoder = folder / "text_encoder" / "config.json"
     ranks = encoder.is_file() and checkpoints.read_json(encoder).get("model_type") == "clap" and (
         folder / "feature_extractor").is_dir()
     return Model(name=name, folder=folder, pipeline_class=cls.pipeline_class, family=FAMILIES[cls.pipeline_class],
-                 sample_rate=rate, default_steps=steps, default_seconds=seconds, ranks=ranks)
+                 sample_rate=rate, default_steps=steps, default_seconds=seconds, min_seconds=row, ranks=ranks)
