@@ -170,8 +170,11 @@ def _card(page, prompt: str):
 
 
 def _wait_succeeded(page, prompt: str):
+    """The newest card titled `prompt`, once its job succeeded, pinned by job id (cards that join the list later,
+    "again" with the same title for one, do not move it)."""
     card = _card(page, prompt).first
     card.locator("audio").first.wait_for(state="attached", timeout=JOB_TIMEOUT_MS)
+    card = page.locator(f'#sound-list .card[data-job="{card.get_attribute("data-job")}"]')
     page.wait_for_function("card => card.dataset.status === 'succeeded'", arg=card.element_handle(),
                            timeout=JOB_TIMEOUT_MS)
     return card
