@@ -103,22 +103,18 @@ def test_a_public_bind_needs_a_token():
         Settings(workers=0)
 
 
-def test_the_studio_page_is_served_at_the_root_when_installed(tiny_audioldm, tmp_path, monkeypatch):
+def test_the_studio_page_is_served_at_the_root(tiny_audioldm, tmp_path):
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
 
     from soundsmith.serve import app as app_module
 
-    studio = tmp_path / "studio"
-    studio.mkdir()
-    (studio / "index.html").write_text("<!doctype html><title>studio</title>")
-    (studio / "app.js").write_text("console.log('studio')")
-    monkeypatch.setattr(app_module, "STUDIO", studio)
     app = app_module.create_app(Settings(models=(str(tiny_audioldm),), data=tmp_path / "data"))
     with TestClient(app) as client:
         assert client.get("/").text.startswith("<!doctype html>")
-        assert client.get("/studio/app.js").text == "console.log('studio')"
+        assert "javascript" in client.get("/studio/js/app.js").headers["content-type"]
+        assert client.get("/studio/__init__.py").status_code == 404  # the page's files only
         assert client.get("/studio/../data/jobs.db").status_code == 404
         assert client.get("/studio/%2e%2e/data/jobs.db").status_code == 404
         assert json.loads(client.get("/v1/models").text)["models"][0]["name"] == "tiny-audioldm"

@@ -1,8 +1,9 @@
 """The HTTP routes of `soundsmith serve` (FastAPI). Interactive documentation at /docs.
 
     POST   /v1/jobs                     a request (soundsmith.Request's JSON) → 202 {"id", "status": "queued", …}
-    GET    /v1/jobs?status=&limit=&before=   newest first → {"jobs": […], "next": id | null}
+    GET    /v1/jobs?status=&limit=&before=&q=&starred=   newest first → {"jobs": […], "next": id | null}
     GET    /v1/jobs/{id}                {"id", "status", "progress", "request", "error", "outputs", "created", …}
+    PATCH  /v1/jobs/{id}                {"starred": true|false}: keep a job (the studio's star)
     DELETE /v1/jobs/{id}                cancel: a queued job never runs, a running one stops at its next step
     GET    /v1/jobs/{id}/events         server-sent events: the job's JSON at every change, until it ends
     GET    /v1/jobs/{id}/audio/{i}      audio/wav (?format=flac), the request in its metadata, range requests
@@ -44,9 +45,9 @@ from .workers import Workers, pin_cpu_linear_path
 log = logging.getLogger("soundsmith.serve")
 MAX_BODY = 1024 * 1024  # bytes of a job's JSON
 MAX_LIST = 500  # jobs per page
+MAX_QUERY = 200  # characters of a prompt search
 EVENT_POLL = 0.1  # seconds between looks at a job for its event stream
 KEEP_ALIVE = 15.0  # seconds of silence before an event stream sends a comment
-STUDIO = Path(__file__).resolve().parent.parent / "studio"  # the web page's static files, when installed
 _JOB = re.compile(JOB_ID)
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _NUMBER = re.compile(r"[0-9]{1,9}")
@@ -77,6 +78,7 @@ class Service:
                 "error": job.error,
                 "outputs": [{"url": f"/v1/jobs/{job.id}/audio/{i}", **out} for i, out in enumerate(job.outputs)],
                 "created": _iso(job.created), "started": _iso(job.started), "finished": _iso(job.finished),
+                "starred": job.starred,
                 "position": self.store.queue_position(job) if job.status == "queued" else None,
                 "attempts": job.attempts}
 
@@ -147,14 +149,9 @@ def create_app(settings: Settings) -> FastAPI:
                                       len(service.workers.pipelines.loaded))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
-    if (STUDIO / "index.html").is_file():
-        from fastapi.staticfiles import StaticFiles
+    from .. import studio
 
-        app.mount("/studio", StaticFiles(directory=STUDIO), name="studio")
-
-        @app.get("/", include_in_schema=False)
-        def index():
-            return FileResponse(STUDIO / "index.html", media_type="text/html")
+    studio.mount(app)  # the web page at /, its files under /studio
 
     return app
 
@@ -185,7 +182,12 @@ def _job_routes(v1: APIRouter, service: Service) -> None:
         return JSONResponse(payload, 202, headers=None if created else {"Idempotent-Replayed": "true"})
 
     @v1.get("/jobs", summary="list jobs, newest first")
-    def list_jobs(status: str | None = None, limit: str = "50", before: str | None = None):
+    def list_jobs(status: str | None = None, limit: str = "50", before: str | None = None, q: str | None = None,
+                  starred: str | None = None):
+        if starred is not None and starred not in ("true", "false"):
+            raise InvalidArgument(f"starred={starred[:20]!r} is not allowed (allowed: true, false)")
+        if q is not None and len(q) > MAX_QUERY:
+            raise InvalidArgument(f"q is {len(q)} characters long: give at most {MAX_QUERY}")
         if status is not None and status not in STATUSES:
             raise InvalidArgument(f"status={status!r} is not allowed (allowed: {', '.join(STATUSES)})")
         if not _NUMBER.fullmatch(limit) or not 1 <= int(limit) <= MAX_LIST:
@@ -196,13 +198,22 @@ def _job_routes(v1: APIRouter, service: Service) -> None:
             if anchor is None:
                 raise InvalidArgument(f"before={before[:80]!r} is not a job id (give the \"next\" of a previous page)")
             seq = anchor.seq
-        jobs = store.list(status, int(limit), seq)
+        jobs = store.list(status, int(limit), seq, prompt=q or None,
+                          starred=None if starred is None else starred == "true")
         return {"jobs": [service.job_json(j) for j in jobs],
                 "next": jobs[-1].id if len(jobs) == int(limit) else None}
 
     @v1.get("/jobs/{job_id}", summary="a job: status, progress, request, outputs")
     def get_job(job_id: str):
         return service.job_json(service.find(job_id))
+
+    @v1.patch("/jobs/{job_id}", summary="star a job: {\"starred\": true} keeps it, false stops keeping it")
+    async def star_job(job_id: str, request: HTTPRequest):
+        await run_in_threadpool(service.find, job_id)
+        body = await _json_body(request)
+        if not isinstance(body, dict) or set(body) != {"starred"} or not isinstance(body["starred"], bool):
+            raise InvalidArgument('give {"starred": true} or {"starred": false}')
+        return service.job_json(await run_in_threadpool(store.star, job_id, body["starred"]))
 
     @v1.delete("/jobs/{job_id}", summary="cancel a job")
     def cancel_job(job_id: str):

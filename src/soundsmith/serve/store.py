@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     started REAL,
-    finished REAL
+    finished REAL,
+    starred INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -84,6 +85,7 @@ class Job:
     created: float = 0.0
     started: float | None = None
     finished: float | None = None
+    starred: bool = False  # kept by the user (the studio's star)
 
 
 @dataclass
@@ -115,6 +117,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "starred" not in columns:  # a database written before jobs could be starred
+                self._db.execute("ALTER TABLE jobs ADD COLUMN starred INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -146,12 +151,21 @@ class Store:
         with self._lock:
             return self._get(job_id)
 
-    def list(self, status: str | None = None, limit: int = 50, before: int | None = None) -> list[Job]:
-        """Newest first; `before`: only jobs submitted before the one with this seq."""
+    def list(self, status: str | None = None, limit: int = 50, before: int | None = None, prompt: str | None = None,
+             starred: bool | None = None) -> list[Job]:
+        """Newest first; `before`: only jobs submitted before the one with this seq; `prompt`: only jobs whose
+        prompt contains this text (ASCII letters in any case); `starred`: only starred (True) or unstarred jobs."""
         where, args = [], []
         if status is not None:
             where.append("status = ?")
             args.append(status)
+        if prompt:
+            escaped = prompt.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("json_extract(request, '$.prompt') LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+        if starred is not None:
+            where.append("starred = ?")
+            args.append(int(starred))
         if before is not None:
             where.append("seq < ?")
             args.append(before)
@@ -193,6 +207,12 @@ class Store:
                 return job, None if job is None else job.status
             self._db.execute("UPDATE jobs SET status = 'cancelled', finished = ? WHERE id = ?", (time.time(), job_id))
             return self._get(job_id), job.status
+
+    def star(self, job_id: str, starred: bool) -> Job | None:
+        """Keep (or stop keeping) a job → the job as it is now, None when there is no such job."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET starred = ? WHERE id = ?", (int(starred), job_id))
+            return self._get(job_id)
 
     def record_progress(self, job_id: str, progress: float) -> None:
         """Where a job stopped (a cancelled job's last step)."""
@@ -262,4 +282,5 @@ def _job(row) -> Job:
     data["request"] = json.loads(data["request"])
     data["ran"] = json.loads(data["ran"]) if data["ran"] else None
     data["outputs"] = json.loads(data["outputs"]) if data["outputs"] else []
+    data["starred"] = bool(data["starred"])
     return Job(**data)
