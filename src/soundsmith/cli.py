@@ -38,7 +38,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default float32")
 
 
-def _add_generation_args(p: argparse.ArgumentParser) -> None:
+def add_generation_args(p: argparse.ArgumentParser) -> None:
     _add_model_args(p)
     p.add_argument("--lora", default=None, metavar="ADAPTER", help="LoRA adapter folder (soundsmith finetune --lora)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model family's)")
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "negative_prompt, seed, duration, name, transcription, steps, …)")
     gen.add_argument("--from", dest="source", default=None, metavar="FILE",
                      help="make the sound of a file soundsmith wrote again (its stored request); flags override")
-    _add_generation_args(gen)
+    add_generation_args(gen)
     gen.add_argument("-d", "--duration", type=float, default=None, help="seconds of audio (default: the model's)")
     _add_output_args(gen, "output .wav (16-bit) or .flac (default: named from the prompt); with --prompts, a folder "
                           "(default ./output)")
@@ -110,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(func=cmd_download)
 
     from . import data
+    from .batch import cli as batch_cli
     from .train import cli as train_cli
 
-    for owner in (data, train_cli):  # each training stage owns its subcommands
+    for owner in (data, train_cli, batch_cli):  # each stage owns its subcommands
         owner.add_commands(sub)
     return parser
 
@@ -122,7 +123,7 @@ def _add_edit_commands(sub) -> None:
         p = sub.add_parser(name, help=help)
         p.add_argument("input", help="audio file (wav, flac, ogg, mp3, …)")
         if generation:
-            _add_generation_args(p)
+            add_generation_args(p)
             p.add_argument("-d", "--duration", type=float, default=None, help=argparse.SUPPRESS)
         else:
             _add_model_args(p)
