@@ -54,8 +54,10 @@ def resources() -> tuple[int, int, int]:
 
 
 class RayPool:
-    def __init__(self, setups: list[Setup], gpus: bool):
+    def __init__(self, setups: list[Setup], gpus: bool, owned: bool = False):
+        """`owned`: this pool's run connected to the cluster, and close() disconnects (a local cluster stops)."""
         ray = _ray()
+        self.owned = owned
         self.ray = ray
         self.setups = setups
         self.labels = [s.name for s in setups]
@@ -139,6 +141,8 @@ class RayPool:
                     self.ray.kill(actor)
                 except Exception:
                     pass
+        if self.owned:
+            disconnect()
 
 
 def _why(exc) -> str:

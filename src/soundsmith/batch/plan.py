@@ -111,6 +111,8 @@ def _item(number: int, request: Request, base_seed: int, fmt: str, model: str | 
         changes["seed"] = derive_seed(base_seed, number)
     if request.model is None and model is not None:
         changes["model"] = model
+    if request.model is not None and os.path.isdir(os.path.expanduser(request.model)):
+        changes["model"] = os.path.abspath(os.path.expanduser(request.model))  # the same folder for every worker
     if request.input is not None:
         changes["input"] = os.path.abspath(os.path.expanduser(request.input))
     if request.name is None:

@@ -142,14 +142,18 @@ def _pool(ray, todo, workers, threads, device, dtype, lora, compile, offload, su
         from . import cluster
 
         owned = cluster.connect(None if ray is True else ray)
-        gpus, cpus, nodes = cluster.resources()
-        count = min(workers or (gpus or nodes), len(todo))
-        threads = threads or (1 if gpus else max(1, cpus // count))
-        path = None if gpus or dtype != "float32" else _linear_path(threads)
-        setups = [Setup(f"ray-{i}", "cuda" if gpus else "cpu", threads=threads, linear_path=path, **options)
-                  for i in range(count)]
-        pool = cluster.RayPool(setups, gpus=bool(gpus))
-        pool.owned = owned
+        try:
+            gpus, cpus, nodes = cluster.resources()
+            count = min(workers or (gpus or nodes), len(todo))
+            threads = threads or (1 if gpus else max(1, cpus // count))
+            path = None if gpus or dtype != "float32" else _linear_path(threads)
+            setups = [Setup(f"ray-{i}", "cuda" if gpus else "cpu", threads=threads, linear_path=path, **options)
+                      for i in range(count)]
+            pool = cluster.RayPool(setups, gpus=bool(gpus), owned=owned)
+        except BaseException:
+            if owned:
+                cluster.disconnect()
+            raise
     summary.workers = pool.labels
     return pool
 
@@ -186,10 +190,9 @@ class _Driver:
         self.started = time.perf_counter()
 
     def run(self, start_pool) -> None:
-        pool = start_pool()
-        loaded: dict[int, str] = {}
-        interrupted = False
+        pool, loaded, interrupted = None, {}, False
         try:
+            pool = start_pool()
             while self._pending() or pool.busy:
                 for slot in pool.idle():
                     item = self._take(loaded.get(slot))
@@ -211,14 +214,11 @@ class _Driver:
             raise
         finally:
             self.bar.close()
-            pool.close(now=interrupted)
-            if getattr(pool, "owned", False):
-                from . import cluster
-
-                cluster.disconnect()
+            if pool is not None:
+                pool.close(now=interrupted)
             if interrupted:
                 self.note(f"interrupted: {self.summary.made} lines made in this run; run the same command again to "
-                          f"make the other {self._pending() + len(pool.busy)}")
+                          f"make the other {self.total - self.summary.made - self.summary.failed}")
 
     def _pending(self) -> int:
         return sum(len(q) for q in self.queues.values())
