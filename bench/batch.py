@@ -80,7 +80,8 @@ def report(runs: list[dict], args, threads: int, started: str, cpu: str) -> str:
              f"{metadata.version('soundsmith')}, ray {_version('ray')}. Same {args.clips} prompts in every "
              f"configuration; {args.rounds} round(s) in turns, medians shown. Local workers get the threads divided "
              f"between them (2 workers: 1 thread each); `sequential` is one process with all threads "
-             f"(`soundsmith generate --prompts`).", "",
+             f"(`soundsmith generate --prompts`). Ratios are configuration / sequential: above 1 is faster than "
+             f"`generate --prompts`.", "",
              "| configuration | wall s | first file after s | clips/min overall | clips/min steady | overall / "
              "sequential | steady / sequential | load average before → after |",
              "|---|---|---|---|---|---|---|---|"]

@@ -109,10 +109,11 @@ def _item(number: int, request: Request, base_seed: int, fmt: str, model: str | 
     changes = {}
     if request.seed is None and request.task != "reconstruct":
         changes["seed"] = derive_seed(base_seed, number)
-    if request.model is None and model is not None:
-        changes["model"] = model
-    if request.model is not None and os.path.isdir(os.path.expanduser(request.model)):
-        changes["model"] = os.path.abspath(os.path.expanduser(request.model))  # the same folder for every worker
+    chosen = request.model or model
+    if chosen is not None and os.path.isdir(os.path.expanduser(chosen)):
+        chosen = os.path.abspath(os.path.expanduser(chosen))  # the same folder for every worker
+    if chosen != request.model:
+        changes["model"] = chosen
     if request.input is not None:
         changes["input"] = os.path.abspath(os.path.expanduser(request.input))
     if request.name is None:
