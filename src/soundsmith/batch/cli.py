@@ -4,6 +4,7 @@ Exit status: 0 every line is done, 1 some lines failed (DIR/failures.jsonl; reru
 before any work (bad lines are listed one per line first), 130 interrupted (rerun to continue).
 """
 
+import os
 import signal
 import sys
 
@@ -15,7 +16,8 @@ def add_commands(sub) -> None:
                        description="Make one sound per line of JOBS (JSON Lines of requests, or `prompt|name` text) "
                                    "into DIR, with DIR/manifest.jsonl recording each as it lands. Rerun the same "
                                    "command to continue a stopped batch. Flags give every line's defaults.")
-    p.add_argument("jobs", metavar="JOBS", help="jobs file: JSON Lines (.jsonl) of requests, or `prompt|name` text")
+    p.add_argument("jobs", metavar="JOBS", nargs="?",
+                   help="jobs file: JSON Lines (.jsonl) of requests, or `prompt|name` text")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (created when missing)")
     add_generation_args(p)
     p.add_argument("-d", "--duration", type=float, default=None, help="seconds of audio (default: the model's)")
@@ -36,13 +38,29 @@ def add_commands(sub) -> None:
 
 
 def cmd_batch(args) -> int:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _batch(args)
+    before = signal.signal(signal.SIGTERM, _interrupt)  # a stop request ends like Ctrl-C: workers stopped, a note
+    try:
+        return _batch(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _batch(args) -> int:
     from ..cli import flag_fields
     from ..errors import InvalidArgument
     from ..request import CLI_LABELS, Request
     from .plan import BadLines
     from .run import run
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a stop request ends like Ctrl-C: workers stopped, the note printed
+    if args.jobs is None:  # `batch --ray jobs.jsonl …`: the optional value of --ray took the jobs file
+        if args.ray not in (None, "local", "auto") and os.path.isfile(args.ray):
+            args.jobs, args.ray = args.ray, "local"
+        else:
+            raise InvalidArgument("give the JOBS file (soundsmith batch JOBS --out DIR)")
     fields = flag_fields(args)
     base_seed = fields.pop("seed", 0)
     Request.from_dict({**fields, "prompt": "x", "seed": base_seed}, labels=CLI_LABELS)  # the flags alone, first
