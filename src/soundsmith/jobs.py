@@ -55,11 +55,16 @@ def parse_line(text: str, as_json: bool, where: str) -> dict:
     return item
 
 
+def is_json_lines(path: str | Path, entries: list[tuple[int, str]]) -> bool:
+    """Whether a prompt file is JSON Lines: by its extension (.jsonl / .ndjson) or a first entry starting with "{"."""
+    return Path(path).suffix.lower() in (".jsonl", ".ndjson") or entries[0][1].startswith("{")
+
+
 def read_prompt_file(path: str | Path, defaults: dict | None = None, labels: dict | None = None) -> list[Request]:
     """The requests of a prompt list file, each line's fields over `defaults` (request fields, e.g. from flags).
     Names must be plain file names, used once."""
     entries = read_lines(path)
-    as_json = Path(path).suffix.lower() in (".jsonl", ".ndjson") or entries[0][1].startswith("{")
+    as_json = is_json_lines(path, entries)
     requests, names = [], set()
     for number, text in entries:
         where = f"{path} line {number}"
