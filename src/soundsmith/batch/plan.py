@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import jobs
 from ..errors import InvalidArgument
 from ..outputs import check_metadata_fits, numbered, slug
-from ..request import TASK_FIELDS, TASK_SPECIFIC, Request
+from ..request import Request
 
 SEED_RANGE = 2 ** 31  # derived seeds lie below this, like the CLI's fresh seeds
 FORMATS = ("wav", "flac")
@@ -78,7 +78,7 @@ def plan(path: str | os.PathLike, defaults: dict | None = None, *, base_seed: in
         where = f"line {number}"
         try:
             fields = jobs.parse_line(text, as_json, where)
-            request = Request.from_dict({**_applying(defaults, fields), **fields}, where=f"{where}: ")
+            request = jobs.line_request(fields, defaults, where)
             item = _item(number, request, base_seed, fmt, model)
         except InvalidArgument as exc:
             problems.append(str(exc))
@@ -94,18 +94,8 @@ def plan(path: str | os.PathLike, defaults: dict | None = None, *, base_seed: in
     return items
 
 
-def _applying(defaults: dict, fields: dict) -> dict:
-    """The defaults that apply to a line's task: a flag such as --steps sets nothing on a reconstruct line."""
-    task = fields.get("task", defaults.get("task", "generate"))
-    if task not in TASK_FIELDS:
-        return defaults  # the request refuses the task itself
-    return {k: v for k, v in defaults.items() if k not in TASK_SPECIFIC or k in TASK_FIELDS[task]}
-
-
 def _item(number: int, request: Request, base_seed: int, fmt: str, model: str | None) -> Item:
     where = f"line {number}"
-    if request.prompts is not None and len(request.prompts) > 1:
-        raise InvalidArgument(f"{where}: {len(request.prompts)} prompts in one line: give one prompt per line")
     changes = {}
     if request.seed is None and request.task != "reconstruct":
         changes["seed"] = derive_seed(base_seed, number)
