@@ -14,7 +14,6 @@ import argparse
 import os
 import secrets
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -313,19 +312,15 @@ def cmd_batch(args) -> int:
     line done, 1 some failed (DIR/failures.jsonl), 2 a user error before any work (bad lines listed first), 130
     interrupted (SIGINT or SIGTERM; rerun to continue)."""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        return _batch(args)
-    before = signal.signal(signal.SIGTERM, _interrupt)  # a stop request ends like Ctrl-C: workers stopped, a note
+    from . import stopping
+
+    # a stop request ends like Ctrl-C: workers stopped, a note
+    before = stopping.install({signal.SIGTERM: stopping.unwinding(lambda signum: KeyboardInterrupt())})
     try:
         return _batch(args)
     finally:
-        signal.signal(signal.SIGTERM, before)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+        stopping.restore(before)
 
 
 def _batch(args) -> int:
@@ -376,10 +371,6 @@ def cmd_download(args) -> int:
     return 0
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temporary files are removed on the way out
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"soundsmith: warning: {message}", file=sys.stderr, flush=True)
 
@@ -388,15 +379,20 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import warnings
 
+    from . import stopping
     from .errors import SoundsmithWarning
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")  # third-party warnings are not the user's business; ours are one line each
         warnings.filterwarnings("default", category=SoundsmithWarning)
         warnings.showwarning = _show_warning
+        # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out); a SIGINT the caller chose to
+        # ignore (nohup, a background job) stays ignored
+        handlers = {signal.SIGTERM: stopping.unwinding(lambda signum: SystemExit(128 + signum))}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            handlers[signal.SIGINT] = stopping.unwinding(lambda signum: KeyboardInterrupt())
+        previous = stopping.install(handlers)
         try:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, _terminate)
             args = build_parser().parse_args(argv)
             return args.func(args)
         except SoundsmithError as exc:
@@ -405,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("soundsmith: interrupted", file=sys.stderr)
             return 130
+        finally:
+            stopping.restore(previous)
 
 
 if __name__ == "__main__":
