@@ -36,8 +36,11 @@ class AudioOutput:
 
 def resolve(pipe, request: Request) -> Request:
     """The request with the model's defaults filled in: steps, guidance and sampler (from the quality preset, the
-    model folder's soundsmith.json or the family), the duration, the model's name. Resolving twice changes nothing."""
-    sampler, steps = request.sampler, request.steps
+    pipeline's assigned scheduler, the model folder's soundsmith.json or the family), the duration, the model's
+    name. Resolving twice changes nothing."""
+    sampler, steps, options = request.sampler, request.steps, request.sampler_options
+    if sampler is None and request.quality is None and pipe.default_sampler is not None:  # pipe.scheduler = …
+        sampler, options = pipe.default_sampler, {**pipe.default_sampler_options, **(options or {})}
     if request.quality is not None:
         from .presets import preset
 
@@ -50,7 +53,8 @@ def resolve(pipe, request: Request) -> Request:
     if request.task == "generate" and request.duration is None:
         changes["duration"] = pipe.default_seconds
     if request.task != "reconstruct":
-        changes.update(steps=steps or pipe.default_steps, guidance=guidance, sampler=sampler or "default")
+        changes.update(steps=steps or pipe.default_steps, guidance=guidance, sampler=sampler or "default",
+                       sampler_options=options)
     return request.replace(**changes)
 
 
