@@ -111,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("model", help="model name or hub id")
     download.set_defaults(func=cmd_download)
 
-    from . import convert, data
+    from . import convert, data, serve
     from .train import cli as train_cli
 
-    for owner in (data, train_cli, convert):  # each stage owns its subcommands
+    for owner in (data, train_cli, convert, serve):  # each stage owns its subcommands
         owner.add_commands(sub)
     return parser
 
@@ -271,7 +271,7 @@ def _run(args, jobs: list, dtype: str | None) -> int:
         out = engine.run(pipe, request, progress=True)
         if getattr(args, "compile", False) and number == 1:
             _note(f"first sound, compilation included: {time.perf_counter() - started:.1f} s")
-        for path in save(paths, out, dtype=dtype):
+        for path in save(paths, out, dtype=dtype, overwrite=args.force):
             print(path, flush=True)
     return 0
 
