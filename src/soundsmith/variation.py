@@ -21,6 +21,8 @@ cropped 10 s at random; candidates are ranked by the cosine of their CLAP audio 
 original ranked them against the empty text prompt).
 """
 
+import weakref
+
 import torch
 
 from . import rank as ranking
@@ -29,6 +31,7 @@ from .models.conditioning import clap_text_embeds
 
 SAME_SPACE = 0.99  # least cosine between two CLAPs' text embeddings of each probe for one shared space
 PROBES = ("", "a dog barking", "rain on a tin roof", "a piano melody", "a man speaking")
+_CHECKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # pipeline → CLAPs found in its space
 
 
 def clap_for(pipe, folder=None, label: str = "clap=") -> ranking.Ranker:
@@ -40,7 +43,10 @@ def clap_for(pipe, folder=None, label: str = "clap=") -> ranking.Ranker:
                               f"audio-conditioned generation to reproduce): use transfer to re-render audio with it")
     if folder is not None:
         clap = ranking.load_ranker(str(folder))
-        check_same_space(pipe, clap, folder)
+        checked = _CHECKED.setdefault(pipe, set())
+        if str(folder) not in checked:  # once per pipeline and CLAP folder
+            check_same_space(pipe, clap, folder)
+            checked.add(str(folder))
         return clap
     if hasattr(pipe.text_encoder, "audio_model") and getattr(pipe, "feature_extractor", None) is not None:
         return ranking.Ranker(pipe.text_encoder, pipe.tokenizer, pipe.feature_extractor)
