@@ -136,6 +136,13 @@ def test_audioldm2_is_refused_in_one_line(tiny_audioldm2):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("silence", [torch.zeros(1600), torch.full((1600,), 0.25)], ids=["zeros", "dc-offset"])
+def test_a_silent_input_is_refused_in_one_line(musicldm, silence):
+    with pytest.raises(InvalidArgument, match="the input is silent .* vary makes audio like its input") as caught:
+        edit.vary(musicldm, silence, seed=0, **ARGS)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("fields, fragment", [
     (dict(prompt="a dog"), "prompt= does not apply to vary: vary is conditioned on the input audio"),
     (dict(strength=0.5), "strength= does not apply to vary"),
@@ -176,3 +183,13 @@ def test_cli_vary_on_audioldm_without_clap_is_one_line_naming_the_flag(capsys, t
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("soundsmith: error: ") and "give --clap a CLAP folder" in err[-1]
     assert not (tmp_path / "v.wav").exists()
+
+
+def test_cli_vary_with_a_clap_folder_that_is_not_one_names_the_flag(capsys, tiny_audioldm, tmp_path):
+    source = tmp_path / "loop.wav"
+    soundfile.write(source, clip().numpy(), 16000)
+    for clap, fragment in ((tmp_path / "missing", "does not exist"), (tmp_path, "config.json is missing")):
+        code = main(["vary", str(source), "-m", str(tiny_audioldm), "--clap", str(clap), "--steps", "1", "-d", "0.1",
+                     "-o", str(tmp_path / "v.wav")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err[-1].startswith(f"soundsmith: error: --clap {clap}: ") and fragment in err[-1]

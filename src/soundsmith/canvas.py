@@ -80,6 +80,10 @@ def _fresh(pipe, request, labels) -> Canvas:
 
 
 def _vary(pipe, request, waveform, labels) -> Canvas:
+    if float((waveform - waveform.mean()).abs().max()) < 10 ** (SILENCE_DBFS / 20):  # silent once the mean is removed
+        where = f"{request.input}: " if request.input else ""
+        raise InvalidArgument(f"{where}the input is silent (below {SILENCE_DBFS:g} dBFS once its DC offset is "
+                              f"removed): vary makes audio like its input, so give audio with sound in it")
     start = _fresh(pipe, request, labels)
     start.reference = waveform
     return start

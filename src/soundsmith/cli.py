@@ -240,7 +240,10 @@ def cmd_edit(args) -> int:
     if fields.get("clap") is not None:  # found before the model loads; a folder is stored absolute
         from .checkpoints import resolve
 
-        folder = resolve(fields["clap"])
+        try:
+            folder = resolve(fields["clap"])
+        except SoundsmithError as exc:  # the flag named: the message alone would read as about -m
+            raise type(exc)(f"--clap {fields['clap']}: {exc}") from None
         if os.path.isdir(fields["clap"]):
             fields["clap"] = str(folder.resolve())
     request = Request.from_dict(fields, labels=CLI_LABELS)

@@ -26,7 +26,7 @@ import weakref
 import torch
 
 from . import rank as ranking
-from .errors import InvalidArgument
+from .errors import InvalidArgument, SoundsmithError
 from .models.conditioning import clap_text_embeds
 
 SAME_SPACE = 0.99  # least cosine between two CLAPs' text embeddings of each probe for one shared space
@@ -42,7 +42,11 @@ def clap_for(pipe, folder=None, label: str = "clap=") -> ranking.Ranker:
                               f"is conditioned on GPT-2 states generated from text (its repository has no "
                               f"audio-conditioned generation to reproduce): use transfer to re-render audio with it")
     if folder is not None:
-        clap = ranking.load_ranker(str(folder))
+        try:
+            clap = ranking.load_ranker(str(folder))
+        except SoundsmithError as exc:  # the argument named: the message alone would read as about the model
+            shown = f"{label}{str(folder)!r}" if label.endswith("=") else f"{label} {folder}"
+            raise type(exc)(f"{shown}: {exc}") from None
         checked = _CHECKED.setdefault(pipe, set())
         if str(folder) not in checked:  # once per pipeline and CLAP folder
             check_same_space(pipe, clap, folder)
