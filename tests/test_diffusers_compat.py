@@ -145,6 +145,7 @@ def test_scheduler_objects_carry_a_config_and_refuse_the_rest(tiny_audioldm):
         config.beta_schedule = "linear"
     with pytest.raises(AttributeError, match="carry a config only"):
         pipe.scheduler.set_timesteps(10)
+    assert pipe.scheduler.beta_schedule == config.beta_schedule  # as diffusers' (deprecated) config attributes
     with pytest.raises(InvalidArgument, match="use_karras_sigma.*did you mean 'use_karras_sigmas'"):
         schedulers.EulerDiscreteScheduler.from_config(config, use_karras_sigma=True)
     with pytest.raises(InvalidArgument, match="flow"):

@@ -103,9 +103,11 @@ class Scheduler:
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        raise AttributeError(f"{type(self).__name__}.{name}: soundsmith's schedulers carry a config only (read "
-                             f"it as .config.{name}); the pipeline runs the sampler itself, so set_timesteps/step "
-                             f"and the other stateful parts of diffusers' schedulers do not exist here")
+        if name in self._config:  # diffusers still answers scheduler.solver_order (deprecated) with the config's
+            return self._config[name]
+        raise AttributeError(f"{type(self).__name__}.{name}: soundsmith's schedulers carry a config only; the "
+                             f"pipeline runs the sampler itself, so set_timesteps/step and the other stateful parts "
+                             f"of diffusers' schedulers do not exist here")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {json.dumps(dict(self._config), default=str, indent=2)}"
