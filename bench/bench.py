@@ -283,6 +283,14 @@ def prepend(section: str) -> None:
     RESULTS.write_text(head + "\n\n" + section + (("\n## " + rest) if sep else ""))
 
 
+def publish(section: str, write: bool) -> None:
+    """Print a results section and, when `write`, prepend it to RESULTS.md (every bench script ends so)."""
+    print("\n" + section)
+    if write:
+        prepend(section)
+        print(f"written to {RESULTS}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="audioldm-s-full-v2", choices=MODELS)
@@ -318,11 +326,7 @@ def main(argv=None) -> None:
         checks = agreement(outdir, args.dtypes)
     if args.raw:
         args.raw.write_text(json.dumps({"command": command, "gemm": gemm, "records": records, "checks": checks}, indent=1))
-    section = report(args, command, records, gemm, checks, started, load_avg)
-    print("\n" + section)
-    if not args.no_write:
-        prepend(section)
-        print(f"written to {RESULTS}")
+    publish(report(args, command, records, gemm, checks, started, load_avg), not args.no_write)
 
 
 if __name__ == "__main__":

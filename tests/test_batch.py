@@ -89,6 +89,17 @@ def test_each_line_gets_its_seed_and_name_from_the_line_alone(tmp_path):
     assert named[6].request.seed == batch.derive_seed(0, 6) == 1608556364  # the same on every machine
 
 
+def test_folders_named_relative_to_the_batch_reach_every_worker_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clap").mkdir()
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"task": "vary", "input": "loop.wav", "clap": "clap", "model": "clap"}\n'
+                    '{"prompt": "rain", "ranker": "clap", "candidates": 2}\n')
+    first, second = (item.request for item in batch.plan(jobs))
+    folder = str(tmp_path / "clap")
+    assert (first.input, first.clap, first.model, second.ranker) == (str(tmp_path / "loop.wav"), folder, folder, folder)
+
+
 def test_bad_lines_are_all_listed_before_any_work(capsys, tmp_path):
     listing = tmp_path / "jobs.jsonl"
     listing.write_text('{"prompt": "fine"}\n{"prompt": "oops"\n{"prompt": "x", "promt": 1}\n{"prompt": "y", '

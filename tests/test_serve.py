@@ -156,6 +156,7 @@ def test_an_idempotent_retry_returns_the_same_job(client):
     (quick(model="demo"), "model"),
     (quick(model="/etc"), "model"),
     (quick(ranker="/tmp"), "ranker"),
+    ({"task": "vary", "input": "upl_0123456789abcdef", "clap": "/tmp"}, "clap"),
     (quick(guidance=-1), "guidance"),
     (quick(colour="red"), "colour"),
     ({"task": "transfer", "prompt": "jazz", "input": "/etc/passwd"}, "input"),

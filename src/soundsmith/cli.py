@@ -3,7 +3,8 @@
     soundsmith generate "a dog barking in the rain" -d 5 -o dog.wav
     soundsmith generate --from dog.wav --seed 7 -o dog-7.wav       # make a file's sound again, one field changed
     soundsmith transfer drums.wav "a jazz drum kit" --strength 0.6
-    soundsmith batch jobs.jsonl --out sounds/ --workers 2        # resumable; --ray for a Ray cluster
+    soundsmith vary loop.wav -n 4                                   # four new clips like loop.wav, best first
+    soundsmith batch jobs.jsonl --out sounds/ --workers 2           # resumable; --ray for a Ray cluster
     soundsmith models
 
 Everything a user typed is checked before a model loads. User errors print one line (`soundsmith: error: …`) and
@@ -71,7 +72,7 @@ def _add_output_args(p: argparse.ArgumentParser, help: str) -> None:
 _FLAGS = {"duration": "duration", "steps": "steps", "guidance": "guidance", "negative": "negative_prompt",
           "candidates": "candidates", "seed": "seed", "sampler": "sampler", "quality": "quality", "eta": "eta",
           "transcription": "transcription", "max_new_tokens": "max_new_tokens", "ranker": "ranker",
-          "strength": "strength", "cutoff": "cutoff", "seconds": "seconds"}
+          "strength": "strength", "cutoff": "cutoff", "seconds": "seconds", "clap": "clap"}
 
 
 def flag_fields(args) -> dict:
@@ -120,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_edit_commands(sub) -> None:
-    def command(name, help, generation=True):
+    def command(name, help, generation=True, duration=argparse.SUPPRESS):
         p = sub.add_parser(name, help=help)
         p.add_argument("input", help="audio file (wav, flac, ogg, mp3, …)")
         if generation:
             _add_generation_args(p)
-            p.add_argument("-d", "--duration", type=float, default=None, help=argparse.SUPPRESS)
+            p.add_argument("-d", "--duration", type=float, default=None, help=duration)
         else:
             _add_model_args(p)
         _add_output_args(p, "output .wav or .flac (default: INPUT_<command>.wav)")
@@ -146,6 +147,12 @@ def _add_edit_commands(sub) -> None:
     p = command("extend", "continue a clip")
     p.add_argument("prompt", help="what the continuation should sound like")
     p.add_argument("--seconds", type=float, required=True, help="seconds to add")
+    p = command("vary", "new audio like the input: conditioned on its CLAP audio embedding instead of text (the "
+                        "original AudioLDM's --mode generation -f FILE; AudioLDM and MusicLDM)",
+                duration="seconds of audio to make (default: the model's)")
+    p.add_argument("--clap", default=None, metavar="FOLDER",
+                   help="CLAP with an audio tower in the checkpoint's space (AudioLDM's checkpoints keep only the text "
+                        "tower); MusicLDM uses its own")
 
 
 def _add_batch_command(sub) -> None:
@@ -229,6 +236,15 @@ def cmd_edit(args) -> int:
         fields["prompt"] = args.prompt
     if getattr(args, "mask", None):
         fields["masks"] = [parse_span(m) for m in args.mask]
+    if fields.get("clap") is not None:  # found before the model loads; a folder is stored absolute
+        from .checkpoints import resolve
+
+        try:
+            folder = resolve(fields["clap"])
+        except SoundsmithError as exc:  # the flag named: the message alone would read as about -m
+            raise type(exc)(f"--clap {fields['clap']}: {exc}") from None
+        if os.path.isdir(fields["clap"]):
+            fields["clap"] = str(folder.resolve())
     request = Request.from_dict(fields, labels=CLI_LABELS)
     request = _with_seed(request) if request.task != "reconstruct" else request
     _check_input(request)

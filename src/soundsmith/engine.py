@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from . import canvas as canvases
-from . import lora, samplers
+from . import lora, samplers, variation
 from .checks import check_output_type, check_positive_int, subject
 from .errors import InvalidArgument, NonFiniteError
 from .request import Request
@@ -36,8 +36,11 @@ class AudioOutput:
 
 def resolve(pipe, request: Request) -> Request:
     """The request with the model's defaults filled in: steps, guidance and sampler (from the quality preset, the
-    model folder's soundsmith.json or the family), the duration, the model's name. Resolving twice changes nothing."""
-    sampler, steps = request.sampler, request.steps
+    pipeline's assigned scheduler, the model folder's soundsmith.json or the family), the duration, the model's
+    name. Resolving twice changes nothing."""
+    sampler, steps, options = request.sampler, request.steps, request.sampler_options
+    if sampler is None and request.quality is None and pipe.default_sampler is not None:  # pipe.scheduler = …
+        sampler, options = pipe.default_sampler, {**pipe.default_sampler_options, **(options or {})}
     if request.quality is not None:
         from .presets import preset
 
@@ -47,10 +50,11 @@ def resolve(pipe, request: Request) -> Request:
     if request.task == "upscale" and request.prompt is None:
         guidance = 1.0  # no prompt: the high band is generated unconditionally
     changes = dict(model=request.model or pipe.name)
-    if request.task == "generate" and request.duration is None:
+    if request.task in ("generate", "vary") and request.duration is None:
         changes["duration"] = pipe.default_seconds
     if request.task != "reconstruct":
-        changes.update(steps=steps or pipe.default_steps, guidance=guidance, sampler=sampler or "default")
+        changes.update(steps=steps or pipe.default_steps, guidance=guidance, sampler=sampler or "default",
+                       sampler_options=options)
     return request.replace(**changes)
 
 
@@ -119,6 +123,7 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
     generate only; embeds — precomputed conditioning (the family's prompt_embeds … keywords); callback(step, t,
     latents) every callback_steps steps; cross_attention_kwargs ({"scale": s} scales a LoRA); output_type "np",
     "pt" or "latent"; return_dict; progress — bars on stderr; ranker — a soundsmith.rank.Ranker or folder.
+    vary (request.clap) conditions on the input's CLAP audio embedding instead of a prompt (variation.py).
     Returns AudioOutput, or (audios,) when return_dict is False."""
     labels = request._labels or {}
     request = resolve(pipe, request)
@@ -137,6 +142,14 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
 
     prompts = request.prompts or ([""] if request.task == "upscale" else None)
     n, guidance = request.candidates, request.guidance
+    if start.reference is not None:  # vary: the input's CLAP audio embedding stands where a prompt's would
+        if embeds or ranker is not None:
+            name = sorted(embeds)[0] if embeds else "ranker"
+            raise InvalidArgument(f"{name}= does not apply to vary: it is conditioned on (and ranked by) the input "
+                                  f"audio's CLAP embedding")
+        clap = variation.clap_for(pipe, request.clap, subject(labels.get("clap", "clap=")))
+        target = variation.audio_embedding(pipe, clap, start.reference)
+        embeds = {"prompt_embeds": target}
     conditioning, batch = pipe.conditioning(prompts, request.negative_prompts, n, guidance > 1.0,
                                             transcription=request.transcriptions,
                                             max_new_tokens=request.max_new_tokens, embeds=embeds or {}, labels=labels)
@@ -160,8 +173,11 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
                          callback_steps=callback_steps, progress=progress, denoised_hook=hook)
     if start.x0 is not None:
         x = _paste_known(start, x, n)
-    ranking = pipe.ranking(request.rank, request.ranker if ranker is None else ranker,
-                           None if prompts == [""] else prompts, n, subject(labels.get("ranker", "ranker=")))
+    if start.reference is not None:
+        ranking = variation.ranker(pipe, clap, target) if request.rank and n > 1 else None
+    else:
+        ranking = pipe.ranking(request.rank, request.ranker if ranker is None else ranker,
+                               None if prompts == [""] else prompts, n, subject(labels.get("ranker", "ranker=")))
     return _output(pipe, request, start, x, output_type, return_dict, ranking, start.finish)
 
 

@@ -36,7 +36,10 @@ class LongForm:
     of a window shared with the next (0.5: every row is seen by two windows; higher is smoother and slower).
     positions_per_call: latent positions (rows × width) per UNet call, windows stacked along the batch up to this
     (4096: one 10.24 s AudioLDM pass). decode_rows / budget_mb: latent rows per VAE chunk, and the largest
-    intermediate (MB) the chunked VAE keeps whole. vocoder_frames: mel frames per vocoder chunk."""
+    intermediate (MB) the chunked VAE keeps whole. vocoder_frames: mel frames per vocoder chunk.
+    chunked_decoding: decode in exact chunks at every length, not only long-form (diffusers' enable_vae_tiling);
+    sliced_decoding: decode one waveform of a batch at a time (enable_vae_slicing). Both bound decoding memory and
+    leave the output unchanged (to float rounding)."""
 
     above_seconds: float = LONG_SECONDS
     window_seconds: float | None = None
@@ -45,6 +48,8 @@ class LongForm:
     decode_rows: int = 128
     budget_mb: float = 256.0
     vocoder_frames: int = 512
+    chunked_decoding: bool = False
+    sliced_decoding: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.overlap < 1.0:
@@ -89,12 +94,24 @@ class LongForm:
 
     def decode_mel(self, vae, latents: torch.Tensor, long: bool) -> torch.Tensor:
         """(B, C, rows, W) latents already divided by scaling_factor → (B, T, M) mel, chunked when long."""
-        mel = vae_decode(vae, latents, self.decode_rows, self.budget_mb) if long else vae.decode(latents)
-        return mel.squeeze(1)
+        def decode(x):
+            chunked = long or self.chunked_decoding
+            return vae_decode(vae, x, self.decode_rows, self.budget_mb) if chunked else vae.decode(x)
+
+        return self._per_waveform(decode, latents).squeeze(1)
 
     def vocode(self, vocoder, mel: torch.Tensor, long: bool) -> torch.Tensor:
         """(B, T, M) mel → (B, samples) waveform, chunked when long."""
-        return vocode_chunked(vocoder, mel, self.vocoder_frames) if long else vocoder(mel)
+        def vocode(m):
+            return vocode_chunked(vocoder, m, self.vocoder_frames) if long or self.chunked_decoding else vocoder(m)
+
+        return self._per_waveform(vocode, mel)
+
+    def _per_waveform(self, fn: Callable, x: torch.Tensor) -> torch.Tensor:
+        """fn(x), or fn on each row of the batch in turn (sliced_decoding)."""
+        if not self.sliced_decoding or x.shape[0] < 2:
+            return fn(x)
+        return torch.cat([fn(x[i:i + 1]) for i in range(x.shape[0])])
 
 
 # --------------------------------------------------------------------------------------- windowed denoising

@@ -6,7 +6,8 @@ run of a resumed batch:
 - name: the line's own `name`, else `{line:06d}_{slug of the prompt}` (an audio task without a prompt: the input's
   stem and the task), so a rerun maps each line to the same files;
 - model: the line's own `model`, else the batch's (-m), else the default model resolved once for the whole batch;
-- input (audio tasks): made absolute, so a worker with another working folder reads the same file.
+- input (audio tasks) and the model, ranker and clap folders: made absolute, so a worker with another working folder
+  reads the same files.
 Defaults (the flags) fill only the fields that apply to a line's task: --steps sets nothing on a reconstruct line.
 
 Line numbers are the jobs file's physical lines (1-based; blank and # lines count), so editing lines above others
@@ -99,11 +100,12 @@ def _item(number: int, request: Request, base_seed: int, fmt: str, model: str | 
     changes = {}
     if request.seed is None and request.task != "reconstruct":
         changes["seed"] = derive_seed(base_seed, number)
-    chosen = request.model or model
-    if chosen is not None and os.path.isdir(os.path.expanduser(chosen)):
-        chosen = os.path.abspath(os.path.expanduser(chosen))  # the same folder for every worker
-    if chosen != request.model:
-        changes["model"] = chosen
+    folders = dict(model=request.model or model, ranker=request.ranker, clap=request.clap)
+    for field, value in folders.items():
+        if value is not None and os.path.isdir(os.path.expanduser(value)):
+            value = os.path.abspath(os.path.expanduser(value))  # the same folder for every worker
+        if value != getattr(request, field):
+            changes[field] = value
     if request.input is not None:
         changes["input"] = os.path.abspath(os.path.expanduser(request.input))
     if request.name is None:

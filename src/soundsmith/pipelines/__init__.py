@@ -57,16 +57,23 @@ def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: 
         raise InvalidArgument("offload=True needs a cuda or mps device: on cpu the networks already live in CPU memory")
     folder = checkpoints.resolve(name_or_path)
     index = checkpoints.read_index(folder, tuple(PIPELINES))
-    cls = PIPELINES[index["_class_name"]]
-    runtime.keep_freed_memory()
-    pipe = cls.from_folder(folder, index, name=str(name_or_path), device=device, dtype=dtype)
-    runtime.use_fast_layouts(pipe)
-    if device.type == "cpu" and dtype == torch.float32:
-        runtime.linear_path()  # measured now, not inside the first sound (nor inside torch.compile's tracing)
+    pipe = open_folder(PIPELINES[index["_class_name"]], folder, index, str(name_or_path), device, dtype)
     if compile:
         runtime.compile_pipeline(pipe)
     if offload:
         pipe.enable_model_cpu_offload()
+    return pipe
+
+
+def open_folder(cls: type[Pipeline], folder, index: dict, name: str, device: torch.device,
+                dtype: torch.dtype) -> Pipeline:
+    """A resolved diffusers-layout folder as a `cls` pipeline (load()'s work once the folder is found, shared with the
+    diffusers-named classes' from_pretrained): built on `device` in `dtype`, in the layouts that run fastest."""
+    runtime.keep_freed_memory()
+    pipe = cls.from_folder(folder, index, name=name, device=device, dtype=dtype)
+    runtime.use_fast_layouts(pipe)
+    if device.type == "cpu" and dtype == torch.float32:
+        runtime.linear_path()  # measured now, not inside the first sound (nor inside torch.compile's tracing)
     return pipe
 
 

@@ -89,7 +89,7 @@ class AudioLDM(Pipeline):
                  negative_prompt_embeds: torch.Tensor | None = None, return_dict: bool = True, callback=None,
                  callback_steps: int = 1, cross_attention_kwargs: dict | None = None, output_type: str = "np", *,
                  seed: int | None = None, sampler: str | None = None, sampler_options: dict | None = None,
-                 rank: bool = True, ranker=None, progress: bool = False):
+                 rank: bool = True, ranker=None, progress: bool | None = None):
         """Generate audio from text, with the arguments and defaults of diffusers' AudioLDMPipeline
         (MusicLDMPipeline for MusicLDM): num_inference_steps None → 10 (MusicLDM 200), guidance_scale None → 2.5
         (MusicLDM 2.0), or the model folder's soundsmith.json.
@@ -118,7 +118,8 @@ class AudioLDM(Pipeline):
                                                     ("negative_prompt_embeds", negative_prompt_embeds)) if v is not None},
                           callback=callback, callback_steps=callback_steps,
                           cross_attention_kwargs=cross_attention_kwargs, output_type=output_type,
-                          return_dict=return_dict, progress=progress, ranker=ranker)
+                          return_dict=return_dict, progress=self.show_progress if progress is None else progress,
+                          ranker=ranker)
 
 
 class MusicLDM(AudioLDM):

@@ -184,7 +184,7 @@ class AudioLDM2(Pipeline):
                  max_new_tokens: int | None = None, return_dict: bool = True, callback=None, callback_steps: int = 1,
                  cross_attention_kwargs: dict | None = None, output_type: str = "np", *, seed: int | None = None,
                  sampler: str | None = None, sampler_options: dict | None = None, rank: bool = True, ranker=None,
-                 progress: bool = False):
+                 progress: bool | None = None):
         """Generate audio (or speech, with `transcription` on a TTS checkpoint) from text, with the arguments and
         defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5 — or the model folder's soundsmith.json —
         and 10.24 s). Lengths above pipe.long_form.above_seconds (20.48 s) are made in overlapping windows and
@@ -210,4 +210,5 @@ class AudioLDM2(Pipeline):
         return engine.run(self, request, generator=generator, latents=latents,
                           embeds={k: v for k, v in embeds.items() if v is not None}, callback=callback,
                           callback_steps=callback_steps, cross_attention_kwargs=cross_attention_kwargs,
-                          output_type=output_type, return_dict=return_dict, progress=progress, ranker=ranker)
+                          output_type=output_type, return_dict=return_dict, progress=self.show_progress if progress is None else progress,
+                          ranker=ranker)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import checkpoints, configs, longform, samplers
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidArgument
 from ..models.unet import UNet, UNetConfig
 from ..models.vae import AutoencoderKL, VAEConfig
 from ..models.vocoder import HifiGan, VocoderConfig
@@ -73,6 +73,11 @@ class Pipeline:
         self.device, self.dtype = device, dtype
         self.long_form = longform.LongForm()  # when and how audio longer than the training window is made
         self.offload = False  # enable_model_cpu_offload: networks live in CPU memory between their stages
+        # the sampler a request that names none runs with (None: the checkpoint's scheduler): set by assigning
+        # pipe.scheduler (pipelines/compat.py), recorded in every request as run (engine.resolve)
+        self.default_sampler: str | None = None
+        self.default_sampler_options: dict = {}
+        self.show_progress = False  # progress bars when a call does not say (progress=None)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
@@ -246,12 +251,28 @@ class Pipeline:
             if module is not None:
                 module.to(self.device if name in names else torch.device("cpu"))
 
-    def to(self, device=None, dtype=None) -> "Pipeline":
+    def to(self, *args, device=None, dtype=None) -> "Pipeline":
+        """Move every network to a device and/or cast it to a dtype, given by keyword or positionally in any order
+        as diffusers' `pipe.to("cuda")`, `pipe.to(torch.float16)`, `pipe.to("cuda", torch.float16)` take them.
+        Turns CPU offload off."""
+        from . import resolve_device, resolve_dtype
+
+        for arg in args:
+            if isinstance(arg, torch.dtype) and dtype is None:
+                dtype = arg
+            elif isinstance(arg, (str, torch.device)) and device is None:
+                device = arg
+            else:
+                raise InvalidArgument(f"pipe.to({arg!r}) is not allowed: give a device (cpu, cuda, cuda:N, mps) "
+                                      f"and/or a dtype (torch.float32, torch.bfloat16, torch.float16)")
+        device = None if device is None else resolve_device(device)
+        dtype = None if dtype is None else resolve_dtype(dtype)
         self.offload = False
         for module in self.modules().values():
-            module.to(device=device, dtype=dtype if dtype is not None and module is not None else None)
+            if module is not None:
+                module.to(device=device, dtype=dtype)
         if device is not None:
-            self.device = torch.device(device)
+            self.device = device
         if dtype is not None:
             self.dtype = dtype
         return self

@@ -31,10 +31,12 @@ def admit(body, settings: Settings, models: dict[str, Model], store: Store) -> R
     if name not in models:
         raise InvalidArgument(f"model={name!r} is not served here (served: {', '.join(models)})")
     model = models[name]
-    if request.ranker is not None and (request.ranker not in models or not models[request.ranker].ranks):
-        rankers = [m.name for m in models.values() if m.ranks]
-        raise InvalidArgument(f"ranker={request.ranker!r} is not allowed: give a served model with a CLAP audio tower "
-                              f"({', '.join(rankers) if rankers else 'none is served'})")
+    for field in ("ranker", "clap"):  # a CLAP folder on this machine is only ever a served model's
+        value = getattr(request, field)
+        if value is not None and (value not in models or not models[value].ranks):
+            rankers = [m.name for m in models.values() if m.ranks]
+            raise InvalidArgument(f"{field}={value!r} is not allowed: give a served model with a CLAP audio tower "
+                                  f"({', '.join(rankers) if rankers else 'none is served'})")
     upload = None
     if request.task in AUDIO_TASKS:
         upload = store.get_upload(request.input) if _UPLOAD.fullmatch(request.input) else None
@@ -59,7 +61,7 @@ def admit(body, settings: Settings, models: dict[str, Model], store: Store) -> R
 def check_caps(request: Request, model: Model, settings: Settings, input_seconds: float | None = None) -> None:
     """duration / seconds / steps / candidates within the service's caps, the model's defaults counted where the
     request leaves them out."""
-    if request.task == "generate":
+    if request.task in ("generate", "vary"):
         seconds = model.default_seconds if request.duration is None else request.duration
         if not model.min_seconds <= seconds <= settings.max_duration:
             raise InvalidArgument(f"duration={seconds:g} is not allowed: give between {model.min_seconds:g} s (the "

@@ -242,6 +242,8 @@ class Workers:
             extra.update(audio=read(uploads.path_of(self.data, upload), pipe.sample_rate), sample_rate=pipe.sample_rate)
         if request.ranker is not None:
             extra["ranker"] = str(self.models[request.ranker].folder)
+        if request.clap is not None:  # vary: a served model's CLAP, by name (admission)
+            request = request.replace(clap=str(self.models[request.clap].folder))
         return engine.run(pipe, request, callback=step, **extra)
 
     def _stopping(self, job_id: str) -> bool:
