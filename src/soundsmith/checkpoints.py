@@ -375,6 +375,9 @@ def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None =
         with quiet():  # no "Loading weights" bar, no advisory warnings
             cls = getattr(transformers, class_name)
             if not class_name.endswith(("Model", "WithProjection", "LMHeadModel")):
+                if not class_name.endswith("Fast") and hasattr(transformers, class_name + "Fast") \
+                        and (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
+                    cls = getattr(transformers, class_name + "Fast")  # transformers 4: the slow class needs vocab.json
                 return cls.from_pretrained(folder)
             _weight_files(folder, "model")  # a clear error before transformers' own when no weights exist
             model, info = cls.from_pretrained(folder, output_loading_info=True, **_dtype_argument(dtype))
@@ -389,4 +392,4 @@ def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None =
     if missing or mismatched:
         detail = _key_report(missing, []) or f"mismatched shapes: {mismatched[:3]}"
         raise CheckpointError(f"{folder} does not match {class_name}: {detail}")
-    return model.to(device).eval().requires_grad_(False)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)  # transformers 4 kept some in float32
