@@ -362,15 +362,28 @@ def _dtype_argument(dtype: torch.dtype | None) -> dict:
 
 
 def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None = None, device=None):
-    """A transformers model, tokenizer or feature extractor saved in `folder`; models load strictly (a missing
-    weight is an error, not a random initialisation)."""
-    import transformers
+    """A model, tokenizer or feature extractor that transformers saved in `folder`; models load strictly (a missing
+    weight is an error, not a random initialisation).
 
+    CLAP's text tower (ClapTextModelWithProjection) and its byte-level BPE tokenizer (a RobertaTokenizer folder with
+    a tokenizer.json) load as soundsmith's own (models/clap_text.py: same weights, same ids, outputs equal to float
+    rounding) without importing transformers, whose model code takes ~2.3 s to import: AudioLDM and the bundled demo
+    then start without it. Every other class is transformers' own."""
     if class_name not in TRANSFORMERS_CLASSES:
         raise CheckpointError(f"{folder}: component class {class_name!r} is not supported "
                               f"(allowed: {', '.join(sorted(TRANSFORMERS_CLASSES))})")
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is missing: the checkpoint has no {folder.name} component")
+    from .models import clap_text
+
+    if class_name == "ClapTextModelWithProjection":
+        config = clap_text.ClapTextConfig.from_dict(read_json(folder / "config.json"))
+        return load_module(clap_text.ClapTextTower, config, folder, "model", dtype or torch.float32, device,
+                           fix_keys=clap_text.without_index_buffers)
+    if class_name in ("RobertaTokenizer", "RobertaTokenizerFast") and clap_text.readable_tokenizer(folder):
+        return clap_text.BpeTokenizer.from_folder(folder)
+    import transformers
+
     try:
         with quiet():  # no "Loading weights" bar, no advisory warnings
             cls = getattr(transformers, class_name)
