@@ -230,19 +230,19 @@ def _download_file(spec: ModelSpec, name: str) -> Path:
 
 
 def is_cached(name: str) -> bool:
-    """Whether a known model's snapshot (or original checkpoint file) is in the local huggingface cache."""
-    from huggingface_hub import hf_hub_download, snapshot_download
+    """Whether a known model's snapshot (or original checkpoint file) is in the local huggingface cache:
+    HF_HUB_CACHE/models--owner--name with refs/main naming a snapshot that holds a model_index.json (or the file).
+    Reads the folder layout directly (never the network, and without importing huggingface_hub's download
+    machinery: `soundsmith generate` with no -m asks this for every known model before it starts)."""
+    from huggingface_hub import constants
 
     spec = MODELS[name]
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{spec.repo.replace('/', '--')}"
     try:
-        with quiet():
-            if spec.file is not None:
-                hf_hub_download(spec.repo, spec.file, local_files_only=True)
-            else:
-                snapshot_download(spec.repo, local_files_only=True)
-        return True
-    except Exception:
+        revision = (repo / "refs" / "main").read_text().strip()
+    except OSError:
         return False
+    return bool(revision) and (repo / "snapshots" / revision / (spec.file or "model_index.json")).is_file()
 
 
 def read_json(path: Path) -> dict:
