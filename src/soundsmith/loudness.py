@@ -234,9 +234,11 @@ def _normalize_row(x: torch.Tensor, sample_rate: int, target: float, ceiling: fl
         gain_db = min(gain_db + step, static + LIMITER_MAX_MAKEUP_DB)
         if gain_db == tried[-1][0]:
             break  # the make-up limit is reached: this row stays under the target
+    gain_db = tried[-1][0]  # the gain y was made with
     peak = float(true_peak(y, sample_rate))
     if peak > ceiling:  # a hair over between samples: trim the whole row
         y = y * 10 ** ((ceiling - peak) / 20)
+        gain_db += ceiling - peak
         output, peak = float(integrated_loudness(y, sample_rate)), float(true_peak(y, sample_rate))
     return y, LoudnessRecord(target, ceiling, measured, gain_db, limited, output, peak, applied=True)
 
