@@ -54,7 +54,7 @@ LIMITER_PASSES = 10
 LIMITER_MAX_MAKEUP_DB = 12.0  # at most this much gain on top of the static gain to win back what the limiter takes
 LIMITER_WINDOW_S = 0.005  # look-ahead and hold of the limiter; its gain ramps over twice this
 LIMITER_MARGIN_DB = 0.05  # the limiter aims this far under the ceiling, so smoothing never crosses it
-TARGET_RANGE_LUFS = (-60.0, 0.0)
+TARGET_RANGE_LUFS = (-70.0, 0.0)  # as request.LOUDNESS_RANGE
 CEILING_RANGE_DBTP = (-20.0, 0.0)
 
 
