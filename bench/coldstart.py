@@ -125,9 +125,14 @@ def folder_for(model: str) -> Path:
     return folder
 
 
+THREADS = None  # --threads: None runs as a user does (torch takes every CPU)
+
+
 def environment() -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    env.pop("OMP_NUM_THREADS", None)  # as a user runs it: torch takes every CPU
+    env.pop("OMP_NUM_THREADS", None)
+    if THREADS is not None:  # a busy shared machine: two spinning OpenMP threads per process starve each other
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(THREADS)
     return env
 
 
@@ -196,7 +201,8 @@ def report(args, results: dict, command: str, started: str, load_start: str, loa
     versions = ", ".join(f"{p} {_version(p)}" for p in ("torch", "diffusers", "transformers", "soundsmith"))
     out = [f"## {started} — cold start: fresh process and first call (bench/coldstart.py)", "",
            f"Command: `{command}`", "",
-           f"Machine: {cpu}, {os.cpu_count()} CPUs; {versions}; load average {load_start} at start, {load_end} at "
+           f"Machine: {cpu}, {os.cpu_count()} CPUs, {args.threads or os.cpu_count()} torch threads per process; "
+           f"{versions}; load average {load_start} at start, {load_end} at "
            f"the end. Prompt \"{PROMPT}\", guidance 2.5, the model's default length, {args.rounds} rounds alternating "
            f"which implementation runs first; medians over rounds.", "",
            "| model | implementation | fresh process to first file s (import torch + import library + load + "
@@ -240,6 +246,7 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["demo", "audioldm-s-full-v2"], choices=list(STEPS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=4, help="calls per worker: the first, then steady state")
+    parser.add_argument("--threads", type=int, help="torch threads in every process (default: all CPUs)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--worker", nargs=5, metavar=("IMPL", "FOLDER", "STEPS", "CALLS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -248,6 +255,8 @@ def main(argv=None) -> None:
         return worker(impl, Path(folder), int(steps), int(calls), Path(out))
     if args.calls < 2:
         parser.error("--calls must be at least 2 (the first call, then steady state)")
+    global THREADS
+    THREADS = args.threads
 
     started, load_start = time.strftime("%Y-%m-%d %H:%M"), load_average()
     command = "python bench/coldstart.py " + " ".join(argv if argv is not None else sys.argv[1:])
