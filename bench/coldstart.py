@@ -39,8 +39,11 @@ CHECKPOINTS = Path("~/.cache/soundsmith/random-checkpoints").expanduser()
 PROMPT = "a dog barking in the rain"
 GUIDANCE = 2.5
 STEPS = {"demo": 25, "audioldm-s-full-v2": 10}  # what `soundsmith generate` uses for each by default
-IMPLS = ("diffusers", "soundsmith")
+IMPLS = ["diffusers", "soundsmith"]  # --before adds "before": soundsmith from another source tree
+SOURCES: dict[str, Path] = {}  # implementation → the src folder its processes import soundsmith from
 STARVED = 0.8
+NOTE = {"before": " (before)"}
+LABELS = {"before": "soundsmith before"}
 
 
 def cpu_seconds() -> float:
@@ -104,10 +107,10 @@ def worker(impl: str, folder: Path, steps: int, calls: int, out: Path) -> None:
             w = time.perf_counter()
             write(result)
             mark("write")
-            write_s = time.perf_counter() - w
-            print(json.dumps({"first_file_epoch": time.time()}), flush=True)
-    print(json.dumps({"marks": marks, "calls": timed, "write_s": write_s, "threads": torch.get_num_threads()}),
-          flush=True)
+            write_s, write_cpu = time.perf_counter() - w, cpu_seconds() - cpu - timed[-1]["cpu"]
+            print(json.dumps({"first_file_epoch": time.time(), "first_file_cpu": cpu_seconds()}), flush=True)
+    print(json.dumps({"marks": marks, "calls": timed, "write_s": write_s, "write_cpu": write_cpu,
+                      "threads": torch.get_num_threads()}), flush=True)
 
 
 # -------------------------------------------------------------------------------------------------------- parent
@@ -128,8 +131,8 @@ def folder_for(model: str) -> Path:
 THREADS = None  # --threads: None runs as a user does (torch takes every CPU)
 
 
-def environment() -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+def environment(src: Path | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src or REPO / "src")}
     env.pop("OMP_NUM_THREADS", None)
     if THREADS is not None:  # a busy shared machine: two spinning OpenMP threads per process starve each other
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(THREADS)
@@ -139,8 +142,9 @@ def environment() -> dict:
 def run_worker(impl: str, folder: Path, steps: int, calls: int, tmp: Path) -> dict:
     out = tmp / f"{impl}.wav"
     spawned = time.time()
-    proc = subprocess.run([sys.executable, __file__, "--worker", impl, str(folder), str(steps), str(calls), str(out)],
-                          capture_output=True, text=True, env=environment(), timeout=3600)
+    kind = "diffusers" if impl == "diffusers" else "soundsmith"
+    proc = subprocess.run([sys.executable, __file__, "--worker", kind, str(folder), str(steps), str(calls), str(out)],
+                          capture_output=True, text=True, env=environment(SOURCES.get(impl)), timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} worker failed:\n{proc.stderr[-3000:]}")
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -149,22 +153,31 @@ def run_worker(impl: str, folder: Path, steps: int, calls: int, tmp: Path) -> di
     return record
 
 
-def run_cli(folder: Path, steps: int, tmp: Path) -> float:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_cli(impl: str, folder: Path, steps: int, tmp: Path) -> tuple[float, float]:
+    """(wall, CPU seconds) of one `soundsmith generate` process, spawn to exit."""
+    cpu = children_cpu()
     spawned = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "soundsmith.cli", "generate", PROMPT, "-m", str(folder), "--steps",
                            str(steps), "--seed", "0", "-o", str(tmp / "cli.wav"), "--force"],
-                          capture_output=True, text=True, env=environment(), timeout=3600)
+                          capture_output=True, text=True, env=environment(SOURCES.get(impl)), timeout=3600)
     wall = time.perf_counter() - spawned
     if proc.returncode != 0:
         raise RuntimeError(f"soundsmith generate failed:\n{proc.stderr[-3000:]}")
-    return wall
+    return wall, children_cpu() - cpu
 
 
-def summarise(records: list[dict]) -> dict:
-    first = [r["calls"][0]["wall"] for r in records]
-    steady = [statistics.median(c["wall"] for c in r["calls"][1:]) for r in records]
-    warm = [s + r["write_s"] for s, r in zip(steady, records)]
-    fresh = [r["fresh_s"] for r in records]
+def summarise(records: list[dict], clock: str = "wall") -> dict:
+    """Medians over rounds; clock "wall" (seconds) or "cpu" (CPU seconds of the process: with one thread, the work
+    done whatever else the machine runs)."""
+    first = [r["calls"][0][clock] for r in records]
+    steady = [statistics.median(c[clock] for c in r["calls"][1:]) for r in records]
+    warm = [s + r["write_s" if clock == "wall" else "write_cpu"] for s, r in zip(steady, records)]
+    fresh = [r["fresh_s" if clock == "wall" else "first_file_cpu"] for r in records]
     threads = records[0]["threads"]
     starved = sum(c["cpu"] / c["wall"] < STARVED * threads for r in records for c in r["calls"])
     stage = {name: statistics.median(_stage(r, name) for r in records)
@@ -204,7 +217,9 @@ def report(args, results: dict, command: str, started: str, load_start: str, loa
            f"Machine: {cpu}, {os.cpu_count()} CPUs, {args.threads or os.cpu_count()} torch threads per process; "
            f"{versions}; load average {load_start} at start, {load_end} at "
            f"the end. Prompt \"{PROMPT}\", guidance 2.5, the model's default length, {args.rounds} rounds alternating "
-           f"which implementation runs first; medians over rounds.", "",
+           f"which implementation runs first; medians over rounds."
+           + (f" \"soundsmith before\": soundsmith imported from {SOURCES['before']}." if "before" in SOURCES else ""),
+           "",
            "| model | implementation | fresh process to first file s (import torch + import library + load + "
            "first call + write) | first call s | steady call s | **first / steady** | warm: call + write s | "
            "**fresh / warm** | starved calls |",
@@ -213,15 +228,29 @@ def report(args, results: dict, command: str, started: str, load_start: str, loa
         for impl in IMPLS:
             s = per_impl[impl]
             st = s["stages"]
-            out.append(f"| {model} ({per_impl['steps']} steps) | {impl} | {s['fresh']:.2f} ({st['import torch']:.2f} + "
+            out.append(f"| {model} ({per_impl['steps']} steps) | {LABELS.get(impl, impl)} | {s['fresh']:.2f} "
+                       f"({st['import torch']:.2f} + "
                        f"{st['import library']:.2f} + {st['load']:.2f} + {st['first call']:.2f} + {st['write']:.2f}) | "
                        f"{s['first']:.2f} | {s['steady']:.2f} | **{s['first_ratio']:.2f}×** | {s['warm']:.2f} | "
                        f"**{s['fresh_ratio']:.2f}×** | {s['starved']}/{s['calls']} |")
-        cli = per_impl["cli"]
-        ours = per_impl["soundsmith"]
-        out.append(f"| {model} ({per_impl['steps']} steps) | `soundsmith generate` (wall, spawn to exit) | "
-                   f"{statistics.median(cli):.2f} (runs: {', '.join(f'{c:.2f}' for c in cli)}) | | | | "
-                   f"{ours['warm']:.2f} | **{statistics.median(cli) / ours['warm']:.2f}×** | |")
+        for impl, runs in per_impl["cli"].items():
+            cli, ours = [wall for wall, _ in runs], per_impl[impl]
+            out.append(f"| {model} ({per_impl['steps']} steps) | `soundsmith generate`{NOTE.get(impl, '')} (wall, spawn "
+                       f"to exit) | {statistics.median(cli):.2f} (runs: {', '.join(f'{c:.2f}' for c in cli)}) | | | | "
+                       f"{ours['warm']:.2f} | **{statistics.median(cli) / ours['warm']:.2f}×** | |")
+    out += ["", "The same runs in CPU seconds of each process (user + system; with one thread per process this is the "
+            "work done, which other processes on the machine do not inflate as they inflate wall time):", "",
+            "| model | implementation | fresh process to first file, CPU s | first call | steady call | "
+            "**first / steady** | warm: call + write | **fresh / warm** |", "|---|---|---|---|---|---|---|---|"]
+    for model, per_impl in results.items():
+        for impl in IMPLS:
+            s = per_impl[impl + " cpu"]
+            out.append(f"| {model} | {LABELS.get(impl, impl)} | {s['fresh']:.2f} | {s['first']:.2f} | {s['steady']:.2f} | "
+                       f"**{s['first_ratio']:.2f}×** | {s['warm']:.2f} | **{s['fresh_ratio']:.2f}×** |")
+        for impl, runs in per_impl["cli"].items():
+            cli, warm = [cpu for _, cpu in runs], per_impl[impl + " cpu"]["warm"]
+            out.append(f"| {model} | `soundsmith generate`{NOTE.get(impl, '')} (spawn to exit) | "
+                       f"{statistics.median(cli):.2f} | | | | {warm:.2f} | **{statistics.median(cli) / warm:.2f}×** |")
     out += ["", "Targets (issue 17): soundsmith's first call ≤ 1.5× its steady state; the command's wall for a demo "
             "clip ≤ 3× the warm in-process time."]
     return "\n".join(out) + "\n"
@@ -247,6 +276,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=4, help="calls per worker: the first, then steady state")
     parser.add_argument("--threads", type=int, help="torch threads in every process (default: all CPUs)")
+    parser.add_argument("--before", type=Path, metavar="SRC",
+                        help="also run soundsmith from this src folder (e.g. a checkout of the previous version)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--worker", nargs=5, metavar=("IMPL", "FOLDER", "STEPS", "CALLS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -257,6 +288,9 @@ def main(argv=None) -> None:
         parser.error("--calls must be at least 2 (the first call, then steady state)")
     global THREADS
     THREADS = args.threads
+    if args.before:
+        IMPLS.append("before")
+        SOURCES["before"] = args.before.resolve()
 
     started, load_start = time.strftime("%Y-%m-%d %H:%M"), load_average()
     command = "python bench/coldstart.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -265,17 +299,19 @@ def main(argv=None) -> None:
         for model in args.models:
             folder, steps = folder_for(model), STEPS[model]
             records = {impl: [] for impl in IMPLS}
-            cli = []
+            cli = {impl: [] for impl in IMPLS if impl != "diffusers"}
             for round_ in range(args.rounds):
-                for impl in (IMPLS if round_ % 2 == 0 else IMPLS[::-1]):
+                for impl in (IMPLS if round_ % 2 == 0 else IMPLS[::-1]):  # noqa: B020
                     records[impl].append(run_worker(impl, folder, steps, args.calls, Path(tmp)))
                     r = records[impl][-1]
                     walls = ", ".join(f"{c['wall']:.2f}" for c in r["calls"])
                     print(f"{model} round {round_ + 1} {impl}: fresh {r['fresh_s']:.2f} s, calls {walls} s", flush=True)
-                    if impl == "soundsmith":
-                        cli.append(run_cli(folder, steps, Path(tmp)))
-                        print(f"{model} round {round_ + 1} soundsmith generate: {cli[-1]:.2f} s", flush=True)
+                    if impl != "diffusers":
+                        cli[impl].append(run_cli(impl, folder, steps, Path(tmp)))
+                        print(f"{model} round {round_ + 1} {impl} generate: {cli[impl][-1][0]:.2f} s "
+                              f"({cli[impl][-1][1]:.2f} CPU s)", flush=True)
             results[model] = {impl: summarise(records[impl]) for impl in IMPLS}
+            results[model].update({impl + " cpu": summarise(records[impl], "cpu") for impl in IMPLS})
             results[model].update(cli=cli, steps=steps)
     section = report(args, results, command, started, load_start, load_average())
     print(section)
