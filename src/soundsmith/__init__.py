@@ -37,8 +37,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'soundsmith' has no attribute {name!r}")
 
 
-def save(path, waveform, sample_rate: int, metadata: dict | None = None):
-    """Write a waveform (samples,) to WAV (16-bit) or FLAC, atomically, with optional metadata. See audio.write."""
+def save(path, waveform, sample_rate: int, metadata: dict | None = None, *, overwrite: bool = False):
+    """Write a waveform (samples,) to WAV (16-bit) or FLAC, atomically, with optional metadata; an existing file
+    is replaced only with overwrite=True. See audio.write."""
     from .audio import write
 
-    return write(path, waveform, sample_rate, metadata)
+    return write(path, waveform, sample_rate, metadata, overwrite=overwrite)

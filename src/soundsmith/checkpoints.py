@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from . import configs
 from .errors import CheckpointError, ModelNotFound
 from .quiet import quiet
 
@@ -246,22 +247,49 @@ def is_cached(name: str) -> bool:
 
 
 def read_json(path: Path) -> dict:
+    """A config file of a model folder: a JSON object, or CheckpointError naming the file."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: the folder is not a complete diffusers checkpoint") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a JSON file") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
+        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise CheckpointError(f"{path} is not valid JSON ({detail})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror})") from None
+    return configs.config_object(value, str(path))
 
 
 def read_index(folder: Path, allowed: tuple[str, ...]) -> dict:
     """model_index.json of a pipeline folder; its `_class_name` must be one of `allowed`."""
     index = read_json(folder / "model_index.json")
     kind = index.get("_class_name")
-    if kind not in allowed:
-        raise CheckpointError(f"{folder} holds a {kind or 'unnamed'} pipeline, not one soundsmith runs "
+    if not isinstance(kind, str) or kind not in allowed:
+        what = f"a {kind}" if isinstance(kind, str) and kind else f"an unnamed ({configs.show(kind)})"
+        raise CheckpointError(f"{folder} holds {what} pipeline, not one soundsmith runs "
                               f"(allowed: {', '.join(allowed)})")
     return index
+
+
+def component_class(folder: Path, index: dict, key: str, allowed: tuple[str, ...] | None = None,
+                    required: bool = True) -> str | None:
+    """The class model_index.json names for component `key`: its entry is [library, class name] (two strings, or
+    null for an absent optional component). A missing or null entry is CheckpointError when `required`, else None;
+    a class outside `allowed` is CheckpointError."""
+    entry = index.get(key)
+    where = f"{folder}/model_index.json"
+    if entry is None or isinstance(entry, list) and len(entry) == 2 and entry[1] is None:
+        if required:
+            raise CheckpointError(f"{where} has no {key!r} component")
+        return None
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)):
+        raise CheckpointError(f"{where}: {key}={configs.show(entry)} is not a component entry "
+                              f"([library, class name], e.g. [\"diffusers\", \"AutoencoderKL\"])")
+    if allowed is not None and entry[1] not in allowed:
+        raise CheckpointError(f"{folder}: {key} is {entry[1]!r}, expected {' or '.join(allowed)}")
+    return entry[1]
 
 
 _LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
@@ -288,9 +316,25 @@ def _weight_files(folder: Path, stem: str) -> list[Path]:
             return [single]
         index = folder / f"{stem}{suffix}.index.json"
         if index.exists():
-            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
-            return [folder / s for s in shards]
+            return [folder / name for name in _shards(index, suffix)]
     raise CheckpointError(f"{folder} has no weights ({stem}.safetensors or {stem}.bin)")
+
+
+def _shards(index: Path, suffix: str) -> list[str]:
+    """The shard files a `*.index.json` names in its weight_map, checked before any is opened: plain relative
+    names inside the component folder (no absolute path, no `..`), with the index's own suffix."""
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: weight_map={configs.show(weight_map)} is not a mapping of tensor names "
+                              "to shard files")
+    shards = sorted({str(name) for name in weight_map.values()})
+    for name in weight_map.values():
+        parts = str(name).replace("\\", "/").split("/")
+        if not isinstance(name, str) or not name.endswith(suffix) or os.path.isabs(name) or ".." in parts \
+                or "" in parts or ":" in name:
+            raise CheckpointError(f"{index} names the shard {configs.show(name)}: shards must be {suffix} files inside "
+                                  f"{index.parent} (no absolute paths, no '..')")
+    return shards
 
 
 def load_state_dict(folder: Path, stem: str) -> dict[str, torch.Tensor]:
@@ -331,8 +375,13 @@ def load_module(module_cls, config, folder: Path, stem: str, dtype: torch.dtype,
     state = load_state_dict(folder, stem)
     if fix_keys is not None:
         state = fix_keys(state)
-    with torch.device("meta"):
-        module = module_cls(config)
+    try:
+        with torch.device("meta"):
+            module = module_cls(config)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
+        # a config every key of which passed its own check, but whose combination builds no network
+        raise CheckpointError(f"{folder}: its config describes no buildable {module_cls.__name__} "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
     shapes = {key: tensor.shape for key, tensor in module.state_dict().items()}  # once: it walks every module
     missing, unexpected = set(shapes) - set(state), set(state) - set(shapes)
     if missing or unexpected:
@@ -374,6 +423,8 @@ def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None =
                               f"(allowed: {', '.join(sorted(TRANSFORMERS_CLASSES))})")
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is missing: the checkpoint has no {folder.name} component")
+    if (folder / "config.json").is_file():
+        configs.check_transformers_config(read_json(folder / "config.json"), str(folder / "config.json"))
     from .models import clap_text
 
     if class_name == "ClapTextModelWithProjection":

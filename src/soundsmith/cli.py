@@ -3,6 +3,7 @@
     soundsmith generate "a dog barking in the rain" -d 5 -o dog.wav
     soundsmith generate --from dog.wav --seed 7 -o dog-7.wav       # make a file's sound again, one field changed
     soundsmith transfer drums.wav "a jazz drum kit" --strength 0.6
+    soundsmith batch jobs.jsonl --out sounds/ --workers 2        # resumable; --ray for a Ray cluster
     soundsmith models
 
 Everything a user typed is checked before a model loads. User errors print one line (`soundsmith: error: …`) and
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     _add_edit_commands(sub)
+    _add_batch_command(sub)
 
     models = sub.add_parser("models", help="list the known model names and whether each is here")
     models.set_defaults(func=cmd_models)
@@ -110,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("model", help="model name or hub id")
     download.set_defaults(func=cmd_download)
 
-    from . import convert, data
+    from . import convert, data, serve
     from .train import cli as train_cli
 
-    for owner in (data, train_cli, convert):  # each stage owns its subcommands
+    for owner in (data, train_cli, convert, serve):  # each stage owns its subcommands
         owner.add_commands(sub)
     return parser
 
@@ -145,6 +147,32 @@ def _add_edit_commands(sub) -> None:
     p = command("extend", "continue a clip")
     p.add_argument("prompt", help="what the continuation should sound like")
     p.add_argument("--seconds", type=float, required=True, help="seconds to add")
+
+
+def _add_batch_command(sub) -> None:
+    p = sub.add_parser("batch", help="many sounds from a jobs file: resumable, on local workers or a Ray cluster",
+                       description="Make one sound per line of JOBS (JSON Lines of requests, or `prompt|name` text) "
+                                   "into DIR, with DIR/manifest.jsonl recording each as it lands. Rerun the same "
+                                   "command to continue a stopped batch. Flags give every line's defaults.")
+    p.add_argument("jobs", metavar="JOBS", nargs="?",
+                   help="jobs file: JSON Lines (.jsonl) of requests, or `prompt|name` text")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (created when missing)")
+    _add_generation_args(p)
+    p.add_argument("-d", "--duration", type=float, default=None, help="seconds of audio (default: the model's)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes or Ray actors (default: one per GPU; on CPU one, or one per Ray node)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per worker (default: this machine's threads divided between the workers)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS|auto",
+                   help="run on Ray: alone starts a local cluster, `auto` joins this machine's cluster, an address "
+                        "connects to one (pip install 'soundsmith[ray]')")
+    p.add_argument("--format", default="wav", choices=["wav", "flac"], help="output file type (default wav)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for action in p._actions:
+        if action.dest == "seed":
+            action.help = ("base seed: a line without its own seed gets one derived from this and its line number "
+                           "(default 0; docs/batch.md)")
+    p.set_defaults(func=cmd_batch)
 
 
 # ---- commands ---------------------------------------------------------------------------------------------------
@@ -258,7 +286,7 @@ def _run(args, jobs: list, dtype: str | None) -> int:
         out = engine.run(pipe, request, progress=True)
         if getattr(args, "compile", False) and number == 1:
             _note(f"first sound, compilation included: {time.perf_counter() - started:.1f} s")
-        for path in save(paths, out, dtype=dtype):
+        for path in save(paths, out, dtype=dtype, overwrite=args.force):
             print(path, flush=True)
     return 0
 
@@ -278,6 +306,52 @@ def _load(model: str | None, device: str, dtype: str, lora: str | None = None, c
         pipe.load_lora(lora)
     _note(f"loaded {type(pipe).__name__} from {pipe.folder} on {pipe.device}" + (f" with LoRA {lora}" if lora else ""))
     return pipe
+
+
+def cmd_batch(args) -> int:
+    """soundsmith.batch.run with the flags as every line's defaults (--seed: the base seed). Exit status: 0 every
+    line done, 1 some failed (DIR/failures.jsonl), 2 a user error before any work (bad lines listed first), 130
+    interrupted (SIGINT or SIGTERM; rerun to continue)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _batch(args)
+    before = signal.signal(signal.SIGTERM, _interrupt)  # a stop request ends like Ctrl-C: workers stopped, a note
+    try:
+        return _batch(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _batch(args) -> int:
+    from .batch import BadLines, run
+
+    if args.jobs is None:  # `batch --ray jobs.jsonl …`: the optional value of --ray took the jobs file
+        if args.ray not in (None, "local", "auto") and os.path.isfile(args.ray):
+            args.jobs, args.ray = args.ray, "local"
+        else:
+            raise InvalidArgument("give the JOBS file (soundsmith batch JOBS --out DIR)")
+    fields = flag_fields(args)
+    base_seed = fields.pop("seed", 0)
+    Request.from_dict({**fields, "prompt": "x", "seed": base_seed}, labels=CLI_LABELS)  # the flags alone, first
+    try:
+        summary = run(args.jobs, args.out, defaults=fields, base_seed=base_seed, fmt=args.format,
+                      workers=args.workers, threads=args.threads, device=args.device, dtype=args.dtype or "float32",
+                      lora=args.lora, compile=args.compile, offload=args.offload, ray=args.ray,
+                      progress=not args.quiet)
+    except BadLines as exc:
+        for problem in exc.problems:
+            _note(f"soundsmith: {args.jobs} {problem}")
+        raise InvalidArgument(f"{args.jobs}: {len(exc.problems)} bad line{'s' if len(exc.problems) > 1 else ''}, "
+                              f"nothing was run") from None
+    _note(f"soundsmith batch: {summary}")
+    print(summary.folder / "manifest.jsonl", flush=True)
+    return 1 if summary.failed else 0
 
 
 def cmd_models(args) -> int:

@@ -7,7 +7,7 @@ import torch
 
 from .. import checkpoints, engine
 from ..checks import check_negative, subject
-from ..errors import CheckpointError, InvalidArgument
+from ..errors import InvalidArgument
 from ..models.conditioning import clap_text_embeds
 from ..request import PYTHON_LABELS, Request
 from .base import Pipeline, repeat_per_prompt
@@ -24,12 +24,12 @@ class AudioLDM(Pipeline):
 
     @classmethod
     def load_conditioning(cls, folder, index, device, dtype) -> dict:
-        encoder_class = index.get("text_encoder", [None, None])[-1]
-        if encoder_class not in ("ClapTextModelWithProjection", "ClapModel"):
-            raise CheckpointError(f"{folder}: text_encoder is a {encoder_class}, expected ClapTextModelWithProjection")
+        encoder_class = checkpoints.component_class(folder, index, "text_encoder",
+                                                    ("ClapTextModelWithProjection", "ClapModel"))
         return {
             "text_encoder": checkpoints.load_transformers(encoder_class, folder / "text_encoder", dtype, device),
-            "tokenizer": checkpoints.load_transformers(index["tokenizer"][-1], folder / "tokenizer"),
+            "tokenizer": checkpoints.load_transformers(checkpoints.component_class(folder, index, "tokenizer"),
+                                                       folder / "tokenizer"),
         }
 
     def modules(self):
@@ -135,13 +135,12 @@ class MusicLDM(AudioLDM):
 
     @classmethod
     def load_conditioning(cls, folder, index, device, dtype) -> dict:
-        encoder_class = index.get("text_encoder", [None, None])[-1]
-        if encoder_class != "ClapModel":
-            raise CheckpointError(f"{folder}: text_encoder is a {encoder_class}, expected ClapModel")
-        extractor = index.get("feature_extractor", [None, None])[-1]
+        encoder_class = checkpoints.component_class(folder, index, "text_encoder", ("ClapModel",))
+        extractor = checkpoints.component_class(folder, index, "feature_extractor", required=False)
         return {
             "text_encoder": checkpoints.load_transformers(encoder_class, folder / "text_encoder", dtype, device),
-            "tokenizer": checkpoints.load_transformers(index["tokenizer"][-1], folder / "tokenizer"),
+            "tokenizer": checkpoints.load_transformers(checkpoints.component_class(folder, index, "tokenizer"),
+                                                       folder / "tokenizer"),
             "feature_extractor": (checkpoints.load_transformers(extractor, folder / "feature_extractor")
                                   if extractor else None),
         }

@@ -12,8 +12,9 @@ import torch
 
 from .. import checkpoints, engine
 from ..checks import check_negative, check_positive_int, check_prompt, subject
-from ..errors import CheckpointError, InvalidArgument
-from ..models.conditioning import Projection, clap_text_embeds, gpt2_continue, t5_states, vits_states
+from ..errors import InvalidArgument
+from ..models.conditioning import (Projection, clap_text_embeds, gpt2_continue, projection_config, t5_states,
+                                   vits_states)
 from ..request import PYTHON_LABELS, Request
 from .base import Pipeline, family_default, given, repeat_per_prompt
 
@@ -38,21 +39,17 @@ class AudioLDM2(Pipeline):
 
     @classmethod
     def load_conditioning(cls, folder: Path, index: dict, device, dtype) -> dict:
-        def entry(key):
-            value = index.get(key)
-            if not value or value[-1] is None:
-                raise CheckpointError(f"{folder}/model_index.json has no {key!r} component")
-            return value[-1]
+        def entry(key, allowed=None):
+            return checkpoints.component_class(folder, index, key, allowed)
 
-        encoder_2 = entry("text_encoder_2")
-        if encoder_2 not in ("T5EncoderModel", "VitsModel"):
-            raise CheckpointError(f"{folder}: text_encoder_2 is a {encoder_2}, expected T5EncoderModel or VitsModel")
-        if entry("language_model") not in ("GPT2Model", "GPT2LMHeadModel"):
-            raise CheckpointError(f"{folder}: language_model is a {entry('language_model')}, expected GPT2Model")
-        projection_cfg = checkpoints.read_json(folder / "projection_model" / "config.json")
+        encoder_2 = entry("text_encoder_2", ("T5EncoderModel", "VitsModel"))
+        entry("language_model", ("GPT2Model", "GPT2LMHeadModel"))
+        projection_path = folder / "projection_model" / "config.json"
+        projection_cfg = projection_config(checkpoints.read_json(projection_path), str(projection_path))
         feature_extractor = None
-        if index.get("feature_extractor", [None, None])[-1] is not None:
-            feature_extractor = checkpoints.load_transformers(entry("feature_extractor"), folder / "feature_extractor")
+        extractor = checkpoints.component_class(folder, index, "feature_extractor", required=False)
+        if extractor is not None:
+            feature_extractor = checkpoints.load_transformers(extractor, folder / "feature_extractor")
         return {
             "text_encoder": checkpoints.load_transformers(entry("text_encoder"), folder / "text_encoder", dtype,
                                                           device),

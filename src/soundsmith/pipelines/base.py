@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import checkpoints, longform, samplers
+from .. import checkpoints, configs, longform, samplers
 from ..errors import CheckpointError
 from ..models.unet import UNet, UNetConfig
 from ..models.vae import AutoencoderKL, VAEConfig
@@ -27,10 +27,10 @@ def model_defaults(folder: Path, steps: int, guidance: float) -> tuple[int, floa
         return steps, guidance
     own = checkpoints.read_json(path)
     steps, guidance = own.get("num_inference_steps", steps), own.get("guidance_scale", guidance)
-    if not (isinstance(steps, int) and steps >= 1 and isinstance(guidance, (int, float)) and guidance >= 0):
+    if not (configs.is_whole(steps) and steps >= 1 and configs.is_number(guidance) and guidance >= 0):
         raise CheckpointError(f"{path}: num_inference_steps must be an integer ≥ 1 and guidance_scale a number ≥ 0 "
-                              f"(got {steps!r}, {guidance!r})")
-    return steps, float(guidance)
+                              f"(got {configs.show(steps)}, {configs.show(guidance)})")
+    return int(steps), float(guidance)
 
 
 class _FamilyInt(int):
@@ -77,34 +77,30 @@ class Pipeline:
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
     def from_folder(cls, folder: Path, index: dict, *, name: str, device: torch.device, dtype: torch.dtype):
-        """Build the pipeline from a diffusers-layout folder whose model_index.json names this family."""
-        def component(key: str, allowed: tuple[str, ...]) -> str:
-            entry = index.get(key)
-            if not entry or entry[-1] is None:
-                raise CheckpointError(f"{folder}/model_index.json has no {key!r} component")
-            if entry[-1] not in allowed:
-                raise CheckpointError(f"{folder}: {key} is a {entry[-1]}, expected {' or '.join(allowed)}")
-            return entry[-1]
-
-        component("unet", ("UNet2DConditionModel", "AudioLDM2UNet2DConditionModel"))
-        component("vae", ("AutoencoderKL",))
-        component("vocoder", ("SpeechT5HifiGan",))
-        unet_cfg = checkpoints.read_json(folder / "unet" / "config.json")
-        unet = checkpoints.load_module(UNet, UNetConfig.from_dict(unet_cfg), folder / "unet",
-                                       "diffusion_pytorch_model", dtype, device)
-        vae = checkpoints.load_module(AutoencoderKL, VAEConfig.from_dict(checkpoints.read_json(folder / "vae" / "config.json")),
-                                      folder / "vae", "diffusion_pytorch_model", dtype, device,
-                                      fix_keys=checkpoints.rename_legacy_vae_keys)
-        vocoder = checkpoints.load_module(
-            HifiGan, VocoderConfig.from_dict(checkpoints.read_json(folder / "vocoder" / "config.json")),
-            folder / "vocoder", "model", dtype, device)
-        scheduler_config = checkpoints.read_json(folder / "scheduler" / "scheduler_config.json")
-        if vocoder.config.model_in_dim % vae.config.scale_factor:
-            raise CheckpointError(f"{folder}: the vocoder's {vocoder.config.model_in_dim} mel bins are not divisible "
-                                  f"by the VAE factor {vae.config.scale_factor}")
+        """Build the pipeline from a diffusers-layout folder whose model_index.json names this family. Every config
+        is checked before its network is built (soundsmith.configs): a broken folder raises CheckpointError."""
+        checkpoints.component_class(folder, index, "unet", ("UNet2DConditionModel", "AudioLDM2UNet2DConditionModel"))
+        checkpoints.component_class(folder, index, "vae", ("AutoencoderKL",))
+        checkpoints.component_class(folder, index, "vocoder", ("SpeechT5HifiGan",))
+        checkpoints.component_class(folder, index, "scheduler", required=False)
+        paths = {name: folder / name / "config.json" for name in ("unet", "vae", "vocoder")}
+        unet_cfg = checkpoints.read_json(paths["unet"])
+        unet_config = UNetConfig.from_dict(unet_cfg, str(paths["unet"]))
+        vae_config = VAEConfig.from_dict(checkpoints.read_json(paths["vae"]), str(paths["vae"]))
+        vocoder_config = VocoderConfig.from_dict(checkpoints.read_json(paths["vocoder"]), str(paths["vocoder"]))
+        scheduler_path = folder / "scheduler" / "scheduler_config.json"
+        scheduler_config = configs.check_scheduler_config(checkpoints.read_json(scheduler_path), str(scheduler_path))
+        if vocoder_config.model_in_dim % vae_config.scale_factor:
+            raise CheckpointError(f"{folder}: the vocoder's {vocoder_config.model_in_dim} mel bins are not divisible "
+                                  f"by the VAE factor {vae_config.scale_factor}")
+        unet = checkpoints.load_module(UNet, unet_config, folder / "unet", "diffusion_pytorch_model", dtype, device)
+        vae = checkpoints.load_module(AutoencoderKL, vae_config, folder / "vae", "diffusion_pytorch_model", dtype,
+                                      device, fix_keys=checkpoints.rename_legacy_vae_keys)
+        vocoder = checkpoints.load_module(HifiGan, vocoder_config, folder / "vocoder", "model", dtype, device)
         conditioning = cls.load_conditioning(folder, index, device, dtype)
         pipe = cls(unet=unet, vae=vae, vocoder=vocoder, scheduler_config=scheduler_config,
-                   unet_sample_size=unet_cfg.get("sample_size"), name=name, folder=folder, device=device,
+                   unet_sample_size=configs.integer(unet_cfg, "sample_size", str(paths["unet"]), None, nullable=True),
+                   name=name, folder=folder, device=device,
                    dtype=dtype, **conditioning)
         pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance)
         return pipe
