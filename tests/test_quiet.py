@@ -24,7 +24,7 @@ def stderr_of(code: str) -> str:
 
 def test_loading_and_running_the_demo_prints_nothing_on_stderr():
     stderr = stderr_of("import soundsmith\n"
-                       "pipe = soundsmith.load('demo')\n"
+                       "pipe = soundsmith.load('demo', progress=False)\n"
                        "pipe('a dog barking', num_inference_steps=2, progress=False)\n")
     assert stderr == ""
 
@@ -32,7 +32,7 @@ def test_loading_and_running_the_demo_prints_nothing_on_stderr():
 def test_loading_and_running_audioldm2_prints_nothing_on_stderr(tiny_audioldm2):
     # T5, GPT-2 (its key/value cache is where transformers 5 deprecated `past_key_values`) and CLAP
     stderr = stderr_of("import soundsmith\n"
-                       f"pipe = soundsmith.load({str(tiny_audioldm2)!r})\n"
+                       f"pipe = soundsmith.load({str(tiny_audioldm2)!r}, progress=False)\n"
                        "pipe('a dog barking', num_inference_steps=2, audio_length_in_s=0.5, progress=False)\n")
     assert stderr == ""
 
