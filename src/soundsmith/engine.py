@@ -120,7 +120,9 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
     generate only; embeds — precomputed conditioning (the family's prompt_embeds … keywords); callback(step, t,
     latents) every callback_steps steps; cross_attention_kwargs ({"scale": s} scales a LoRA); output_type "np",
     "pt" or "latent"; return_dict; progress — stage lines on stderr (progress.py); ranker — a
-    soundsmith.rank.Ranker or folder.
+    soundsmith.rank.Ranker or folder. request.loudness (LUFS) brings every waveform to that integrated loudness
+    under a -1 dBTP true-peak ceiling after ranking (loudness.normalize_loudness), each candidate alike; what was done
+    is in out.info["loudness"] (one LoudnessRecord per waveform). None keeps the model's raw level (diffusers).
     Returns AudioOutput, or (audios,) when return_dict is False."""
     labels = request._labels or {}
     request = resolve(pipe, request)
@@ -216,6 +218,8 @@ def _output(pipe, request, start, latents, output_type, return_dict, ranking, fi
         if ranking is not None:
             with stage("ranking", progress):
                 audio, scores = ranking(audio)
+        if request.loudness is not None:
+            audio, info["loudness"] = _normalize(audio, pipe.sample_rate, request.loudness, progress)
     if output_type == "np":
         audio = audio.numpy()
     if not return_dict:
@@ -223,3 +227,13 @@ def _output(pipe, request, start, latents, output_type, return_dict, ranking, fi
     return AudioOutput(audios=audio, sample_rate=pipe.sample_rate, scores=scores, seed=request.seed, request=request,
                        info=info)
 
+
+def _normalize(audio: torch.Tensor, sample_rate: int, target: float, progress: bool):
+    """(B, samples) → each row at `target` LUFS under the true-peak ceiling, and the records of what was done."""
+    from .loudness import normalize_loudness
+
+    with stage(f"loudness {target:g} LUFS", progress) as line:
+        audio, records = normalize_loudness(audio, sample_rate, target)
+        if not all(r.applied for r in records):
+            line.detail = "(left as it is where there is no sound, under -70 LUFS)"
+    return audio, records
