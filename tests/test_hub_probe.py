@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,18 @@ def test_offline_mode_never_probes(monkeypatch):
     assert checkpoints.hub_unreachable() == "HF_HUB_OFFLINE is set"
     with pytest.raises(ModelNotFound, match="HF_HUB_OFFLINE is set"):
         checkpoints.resolve("soundsmith-tests/no-such-model")
+
+
+def test_generate_with_an_unreachable_hub_returns_one_line_within_5_s(tmp_path):
+    """The README's command with a named model that is not cached, the hub a closed loopback port: a fresh process
+    (import, argument checks, one probe) exits with one error line in under 5 s, no retries, no model loaded."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "soundsmith.cli", "generate", "a dog barking", "-m",
+                           "audioldm-s-full-v2", "-o", str(tmp_path / "dog.wav")],
+                          env=hub_env(tmp_path, f"http://127.0.0.1:{closed_port()}"), capture_output=True, text=True,
+                          timeout=120)
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.count("\n") == 1 and "unreachable" in proc.stderr, proc.stderr
+    assert seconds < 5.0, seconds
+    assert not (tmp_path / "dog.wav").exists()
