@@ -55,3 +55,18 @@ def test_no_third_party_text_reaches_the_clis_stderr(tiny_audioldm2, tmp_path):
     lines = proc.stderr.splitlines()
     assert lines and all(line.startswith("soundsmith: ") for line in lines), proc.stderr
     assert "it/s" not in proc.stderr and "%|" not in proc.stderr and "Warning" not in proc.stderr
+
+
+def test_a_python_warning_points_at_the_callers_line(tiny_audioldm):
+    import warnings
+
+    import soundsmith
+    from soundsmith.errors import SoundsmithWarning
+
+    pipe = soundsmith.load(tiny_audioldm, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe("a dog", num_inference_steps=1, num_waveforms_per_prompt=2, progress=False)
+    ours = [w for w in caught if issubclass(w.category, SoundsmithWarning)]
+    assert len(ours) == 1 and ours[0].filename == __file__, ours[0].filename
+    assert "pass ranker=" in str(ours[0].message)
