@@ -52,6 +52,10 @@ def one_line(capsys, argv) -> str:
     (["generate", "a dog", "-o", "{tmp}", "--force"], "unsupported extension"),
     (["generate", "a dog", "-o", "{tmp}/folder.wav", "--force"], "is a folder"),
     (["transfer", "{tmp}/in.wav", "x" * 1900], "too long to store in a WAV"),
+    (["generate", "a dog", "--loudness", "-80"], "-80"),
+    (["generate", "a dog", "--loudness", "loud"], "loudness 'loud': give a target in LUFS"),
+    (["transfer", "{tmp}/in.wav", "drums", "--loudness", "5"], "5"),
+    (["batch", "{tmp}/jobs.txt", "-o", "{tmp}/b", "--loudness", "nan"], "nan"),
 ])
 def test_bad_input_is_refused_before_any_model_loads(capsys, tmp_path, no_model_loads, argv, fragment):
     (tmp_path / "folder.wav").mkdir()
@@ -59,6 +63,7 @@ def test_bad_input_is_refused_before_any_model_loads(capsys, tmp_path, no_model_
     import soundfile
 
     soundfile.write(tmp_path / "in.wav", np.zeros(1600), 16000)
+    (tmp_path / "jobs.txt").write_text("a dog\n")
     error = one_line(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert fragment in error, error
 

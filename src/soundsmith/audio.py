@@ -1,4 +1,5 @@
-"""Audio in and out: the AudioLDM log-mel recipe, resampling, loudness, and atomic WAV/FLAC files with metadata.
+"""Audio in and out: the AudioLDM log-mel recipe, resampling, levels, and atomic WAV/FLAC files with metadata.
+Loudness (BS.1770) is in loudness.py.
 
 The log-mel is the one the AudioLDM family trains its VAE and HiFi-GAN on (AudioLDM, AudioLDM 2 and MusicLDM share
 the 16 kHz recipe below). Sources, re-expressed here in torch and numpy:
@@ -61,13 +62,6 @@ RESAMPLE_BETA = 14.769656
 RESAMPLE_MAX_TAPS = 2**24  # polyphase bank size (phases x taps) above which the direct evaluation is used
 RESAMPLE_CHUNK = 2**22  # direct evaluation: (rows x outputs x taps) elements gathered at a time
 RESAMPLE_MAX_BANK = 2**25  # direct evaluation: phases x taps kept (128 MB float32); beyond, taps per output
-
-# ITU-R BS.1770-4 loudness: K-weighting (analog prototypes as in libebur128), 400 ms blocks every 100 ms, gates
-K_SHELF_HZ, K_SHELF_DB, K_SHELF_Q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
-K_SHELF_VB_EXPONENT = 0.4996667741545416  # the shelf's mid-band gain is its high-band gain to this power
-K_HIGHPASS_HZ, K_HIGHPASS_Q = 38.13547087602444, 0.5003270373238773
-LOUDNESS_BLOCK_S, LOUDNESS_STEP_S = 0.4, 0.1
-LOUDNESS_ABSOLUTE_GATE, LOUDNESS_RELATIVE_GATE = -70.0, -10.0
 
 # files
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}
@@ -328,56 +322,6 @@ def peak_normalize(waveform: torch.Tensor, peak_dbfs: float = -1.0) -> torch.Ten
     Silent rows stay silent."""
     peak = waveform.abs().amax(dim=-1, keepdim=True)
     return waveform * (10 ** (peak_dbfs / 20) / peak.clamp(min=1e-12)) * (peak > 0)
-
-
-def _biquad_response(b: list, a: list, n: int) -> torch.Tensor:
-    z = torch.exp(-2j * math.pi * torch.arange(n // 2 + 1, dtype=torch.float64) / n)
-    return (b[0] + b[1] * z + b[2] * z**2) / (a[0] + a[1] * z + a[2] * z**2)
-
-
-def _k_weighting(n: int, sample_rate: int) -> torch.Tensor:
-    # the two BS.1770 biquads (high shelf, then RLB high-pass) by the bilinear transform at this sample rate
-    k = math.tan(math.pi * K_SHELF_HZ / sample_rate)
-    vh = 10 ** (K_SHELF_DB / 20)
-    vb = vh**K_SHELF_VB_EXPONENT
-    a0 = 1 + k / K_SHELF_Q + k * k
-    shelf_b = [(vh + vb * k / K_SHELF_Q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / K_SHELF_Q + k * k) / a0]
-    shelf_a = [1.0, 2 * (k * k - 1) / a0, (1 - k / K_SHELF_Q + k * k) / a0]
-    k = math.tan(math.pi * K_HIGHPASS_HZ / sample_rate)
-    a0 = 1 + k / K_HIGHPASS_Q + k * k
-    highpass_a = [1.0, 2 * (k * k - 1) / a0, (1 - k / K_HIGHPASS_Q + k * k) / a0]
-    return _biquad_response(shelf_b, shelf_a, n) * _biquad_response([1.0, -2.0, 1.0], highpass_a, n)
-
-
-def loudness(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4) of each row of (..., samples), each row one mono programme
-    → (...,) float64; -inf for silence. A full-scale 1 kHz sine reads -3.01 LUFS. The K-weighting filters are
-    applied in the frequency domain over a zero-padded FFT, which equals running the two biquads."""
-    x = waveform.detach().to("cpu", torch.float64)
-    length = x.shape[-1]
-    n = 2 ** math.ceil(math.log2(length + sample_rate))  # one second of room for the filters' tails
-    weighted = torch.fft.irfft(torch.fft.rfft(x, n) * _k_weighting(n, sample_rate), n)[..., :length]
-    block, step = round(LOUDNESS_BLOCK_S * sample_rate), round(LOUDNESS_STEP_S * sample_rate)
-    power = weighted**2
-    blocks = power.unfold(-1, block, step).mean(-1) if length >= block else power.mean(-1, keepdim=True)
-    blocks = blocks.reshape(-1, blocks.shape[-1])
-
-    def lufs(mean_square):
-        return -0.691 + 10 * torch.log10(mean_square)
-
-    result = []
-    for z in blocks:
-        z = z[lufs(z) > LOUDNESS_ABSOLUTE_GATE]
-        z = z[lufs(z) > lufs(z.mean()) + LOUDNESS_RELATIVE_GATE] if len(z) else z
-        result.append(lufs(z.mean()) if len(z) else torch.tensor(-math.inf, dtype=torch.float64))
-    return torch.stack(result).reshape(x.shape[:-1])
-
-
-def loudness_normalize(waveform: torch.Tensor, sample_rate: int, lufs: float = -23.0) -> torch.Tensor:
-    """Scale each row of (..., samples) to an integrated loudness of `lufs` (EBU R128: -23; streaming: -14).
-    Silent rows stay silent; the result may exceed full scale (write() clips)."""
-    gain_db = (lufs - loudness(waveform, sample_rate)).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    return waveform * (10 ** (gain_db / 20)).to(waveform)[..., None]
 
 
 # ------------------------------------------------------------------------------------------------------- files

@@ -22,6 +22,7 @@ from .errors import InvalidArgument, SoundsmithError
 from .request import AUDIO_TASKS, CLI_LABELS, QUALITIES, Request
 
 SEED_RANGE = 2 ** 31  # fresh seeds are drawn below this
+NORMALISED_EDITS = ("transfer", "vary")  # edits whose output is a new sound; the others keep their input's level
 
 
 def _note(message: str) -> None:
@@ -69,6 +70,17 @@ def _add_output_args(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
+def _add_loudness_arg(p: argparse.ArgumentParser, normalised: bool) -> None:
+    """--loudness LUFS|off. Made sounds (generate, transfer, vary, batch) are normalised by default; edits that keep part
+    of their input (reconstruct, inpaint, upscale, extend) keep its level unless asked."""
+    from .loudness import CEILING_DBTP, TARGET_LUFS
+
+    default = f"{TARGET_LUFS:g}" if normalised else "off: the input's level"
+    p.add_argument("--loudness", default=None, metavar="LUFS|off",
+                   help=f"integrated loudness of the output (ITU-R BS.1770), true peak at most {CEILING_DBTP:g} dBTP; "
+                        f"off keeps the model's raw level (default {default})")
+
+
 _FLAGS = {"duration": "duration", "steps": "steps", "guidance": "guidance", "negative": "negative_prompt",
           "candidates": "candidates", "seed": "seed", "sampler": "sampler", "quality": "quality", "eta": "eta",
           "transcription": "transcription", "max_new_tokens": "max_new_tokens", "ranker": "ranker",
@@ -82,7 +94,18 @@ def flag_fields(args) -> dict:
         fields["rank"] = False
     if getattr(args, "model", None) is not None:
         fields["model"] = args.model
+    if getattr(args, "loudness", None) is not None:
+        from .loudness import parse_target
+
+        fields["loudness"] = parse_target(args.loudness)  # None for off
     return fields
+
+
+def _normalised(fields: dict) -> dict:
+    """fields with the CLI's default loudness target unless --loudness (or a stored request) says otherwise."""
+    from .loudness import TARGET_LUFS
+
+    return {"loudness": TARGET_LUFS, **fields}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_args(gen, "output .wav (16-bit) or .flac (default: named from the prompt); with --prompts, a folder "
                           "(default ./output)")
     gen.add_argument("--format", default="wav", choices=["wav", "flac"], help="file type for --prompts outputs")
+    _add_loudness_arg(gen, normalised=True)
     gen.set_defaults(func=cmd_generate)
 
     _add_edit_commands(sub)
@@ -130,6 +154,7 @@ def _add_edit_commands(sub) -> None:
         else:
             _add_model_args(p)
         _add_output_args(p, "output .wav or .flac (default: INPUT_<command>.wav)")
+        _add_loudness_arg(p, normalised=name in NORMALISED_EDITS)
         p.set_defaults(func=cmd_edit)
         return p
 
@@ -173,6 +198,7 @@ def _add_batch_command(sub) -> None:
                    help="run on Ray: alone starts a local cluster, `auto` joins this machine's cluster, an address "
                         "connects to one (pip install 'soundsmith[ray]')")
     p.add_argument("--format", default="wav", choices=["wav", "flac"], help="output file type (default wav)")
+    _add_loudness_arg(p, normalised=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     for action in p._actions:
         if action.dest == "seed":
@@ -199,6 +225,8 @@ def cmd_generate(args) -> int:
             fields["prompt"] = args.prompt
     elif args.prompt is not None:
         fields["prompt"] = args.prompt
+    if args.source is None:  # --from: the file's own loudness, as it was made
+        fields = _normalised(fields)
     planner = Planner(args.force)
     if args.prompts is None:
         request = _with_seed(Request.from_dict(fields, labels=CLI_LABELS))
@@ -232,6 +260,8 @@ def cmd_edit(args) -> int:
     from .outputs import Planner, check_metadata_fits
 
     fields = {**flag_fields(args), "task": args.command, "input": os.path.abspath(args.input)}
+    if args.command in NORMALISED_EDITS:
+        fields = _normalised(fields)
     if getattr(args, "prompt", None) is not None:
         fields["prompt"] = args.prompt
     if getattr(args, "mask", None):
@@ -296,12 +326,12 @@ def _run(args, jobs: list, dtype: str | None) -> int:
                  getattr(args, "offload", False))
     for number, (request, paths) in enumerate(jobs, 1):
         if len(jobs) > 1:
-            _note(f"[{number}/{len(jobs)}] {request.prompts[0] if request.prompts else request.input}")
+            _note(f"soundsmith: [{number}/{len(jobs)}] {request.prompts[0] if request.prompts else request.input}")
         started = time.perf_counter()
         out = engine.run(pipe, request, progress=True)
         if getattr(args, "compile", False) and number == 1:
-            _note(f"first sound, compilation included: {time.perf_counter() - started:.1f} s")
-        for path in save(paths, out, dtype=dtype, overwrite=args.force):
+            _note(f"soundsmith: first sound, compilation included: {time.perf_counter() - started:.1f} s")
+        for path in save(paths, out, dtype=dtype, overwrite=args.force, progress=True):
             print(path, flush=True)
     return 0
 
@@ -314,12 +344,11 @@ def _load(model: str | None, device: str, dtype: str, lora: str | None = None, c
         from .checkpoints import default_model
 
         model, why = default_model()
-        _note(f"no -m given: using {model} ({why})")
-    _note(f"loading {model} …")
-    pipe = load(model, device=device, dtype=dtype, compile=compile, offload=offload)
+        _note(f"soundsmith: no -m given: using {model} ({why})")
+    pipe = load(model, device=device, dtype=dtype, compile=compile, offload=offload, progress=True)
     if lora is not None:
         pipe.load_lora(lora)
-    _note(f"loaded {type(pipe).__name__} from {pipe.folder} on {pipe.device}" + (f" with LoRA {lora}" if lora else ""))
+        _note(f"soundsmith: LoRA {lora}")
     return pipe
 
 
@@ -347,7 +376,7 @@ def _batch(args) -> int:
             args.jobs, args.ray = args.ray, "local"
         else:
             raise InvalidArgument("give the JOBS file (soundsmith batch JOBS --out DIR)")
-    fields = flag_fields(args)
+    fields = _normalised(flag_fields(args))
     base_seed = fields.pop("seed", 0)
     Request.from_dict({**fields, "prompt": "x", "seed": base_seed}, labels=CLI_LABELS)  # the flags alone, first
     try:
@@ -398,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import stopping
     from .errors import SoundsmithWarning
 
+    from .quiet import silence_third_party
+
     with warnings.catch_warnings():
+        silence_third_party()  # the process is ours: no third-party log lines or warnings reach the user
         warnings.filterwarnings("ignore")  # third-party warnings are not the user's business; ours are one line each
         warnings.filterwarnings("default", category=SoundsmithWarning)
         warnings.showwarning = _show_warning

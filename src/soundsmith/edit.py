@@ -10,7 +10,8 @@ for every family, and variations (AudioLDM, MusicLDM).
 `source` is a file path, or samples (samples,) / (channels, samples) at `sample_rate` Hz (default: the model's).
 Every function takes the pipeline's generation arguments (num_inference_steps, guidance_scale, negative_prompt,
 num_waveforms_per_prompt, eta, generator, seed, sampler, sampler_options, callback, callback_steps, output_type,
-return_dict, progress, rank, ranker; transcription and max_new_tokens on AudioLDM 2) and returns its AudioOutput;
+return_dict, progress (stage lines, on unless False), loudness (a LUFS target; default the raw level), rank, ranker;
+transcription and max_new_tokens on AudioLDM 2) and returns its AudioOutput;
 output_type="latent" gives the final latents (n, C, rows, W), comparable with `encode`. Each call is a
 soundsmith.Request run by the engine; how each task starts from its input is canvas.py.
 """
@@ -25,13 +26,15 @@ from .request import PYTHON_LABELS, Request
 _FIELDS = {"num_inference_steps": "steps", "guidance_scale": "guidance", "negative_prompt": "negative_prompt",
            "num_waveforms_per_prompt": "candidates", "eta": "eta", "seed": "seed", "sampler": "sampler",
            "sampler_options": "sampler_options", "rank": "rank", "transcription": "transcription",
-           "max_new_tokens": "max_new_tokens"}
+           "max_new_tokens": "max_new_tokens", "loudness": "loudness"}
 _EXTRAS = ("generator", "callback", "callback_steps", "output_type", "return_dict", "progress", "ranker")
 
 
-def reconstruct(pipe, source, *, sample_rate: int | None = None, output_type: str = "np", return_dict: bool = True):
+def reconstruct(pipe, source, *, sample_rate: int | None = None, output_type: str = "np", return_dict: bool = True,
+                progress: bool = True, loudness: float | None = None):
     """encode → decode → vocoder: the codec's ceiling. Same length as the input."""
-    return _run(pipe, "reconstruct", source, sample_rate, {}, dict(output_type=output_type, return_dict=return_dict))
+    return _run(pipe, "reconstruct", source, sample_rate, {}, dict(output_type=output_type, return_dict=return_dict,
+                                                                   progress=progress, loudness=loudness))
 
 
 def transfer(pipe, source, prompt, strength: float = 0.5, *, sample_rate: int | None = None, **options):
@@ -80,5 +83,5 @@ def _run(pipe, task: str, source, sample_rate, fields: dict, options: dict):
     fields = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in fields.items()}
     request = Request(task=task, input=os.fspath(source) if path else None, _labels=PYTHON_LABELS, **fields,
                       **{_FIELDS[k]: v for k, v in options.items() if k in _FIELDS})
-    return engine.run(pipe, request, audio=None if path else source, sample_rate=sample_rate,
-                      **{k: v for k, v in options.items() if k in _EXTRAS})
+    extras = {"progress": True, **{k: v for k, v in options.items() if k in _EXTRAS}}
+    return engine.run(pipe, request, audio=None if path else source, sample_rate=sample_rate, **extras)

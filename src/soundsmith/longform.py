@@ -16,7 +16,6 @@ hands the answer to each stage. Everything here takes numbers (rows, seconds per
 pipeline. Shapes: latents (B, C, rows, W), mel (B, T, M), waveforms (B, samples).
 """
 
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -74,23 +73,17 @@ class LongForm:
                                   f"({2 * row_seconds:g} s): give a longer window")
         return rows
 
-    def windowed(self, model: Callable, rows: int, row_seconds: float, sample_size: int | None, width: int,
-                 calls: int, progress: bool) -> tuple[Callable, object]:
-        """The windowed model over long latents (B, C, rows, width) and its progress bar (or None), which counts
-        UNet evaluations of one window: `calls` model calls × windows; `model` itself when one window covers all."""
+    def windowed(self, model: Callable, rows: int, row_seconds: float, sample_size: int | None,
+                 width: int) -> tuple[Callable, str | None]:
+        """The windowed model over long latents (B, C, rows, width) and what it does in words ("65 windows of
+        0.64 s", for the progress line); `model` itself and None when one window covers all."""
         window = self.window_rows(row_seconds, sample_size)
         if rows <= window:
             return model, None
         stride = max(1, round(window * (1 - self.overlap)))
         starts = window_starts(rows, window, stride)
         per_call = max(1, self.positions_per_call // (window * width))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=calls * len(starts), unit="window", file=sys.stderr,
-                       desc=f"{len(starts)} windows of {window * row_seconds:g} s")
-        return windowed(model, rows, window, stride, per_call, bar), bar
+        return windowed(model, rows, window, stride, per_call), f"{len(starts)} windows of {window * row_seconds:g} s"
 
     def decode_mel(self, vae, latents: torch.Tensor, long: bool) -> torch.Tensor:
         """(B, C, rows, W) latents already divided by scaling_factor → (B, T, M) mel, chunked when long."""
@@ -132,7 +125,7 @@ def taper(window: int, ramp: int) -> torch.Tensor:
     return torch.minimum(torch.ones(window, dtype=torch.float64), torch.minimum(r, window - r) / ramp)
 
 
-def windowed(model: Callable, rows: int, window: int, stride: int, per_call: int = 1, bar=None) -> Callable:
+def windowed(model: Callable, rows: int, window: int, stride: int, per_call: int = 1) -> Callable:
     """MultiDiffusion: model(x, t) on (N, C, rows, W) as the taper-weighted mean of model(x_w, t) over windows,
     `per_call` windows stacked along the batch per call ((k·N, C, window, W): the model must accept a batch that is
     a multiple of its conditioning's, as `engine.guided` does)."""
@@ -151,8 +144,6 @@ def windowed(model: Callable, rows: int, window: int, stride: int, per_call: int
             y = model(torch.cat([x[:, :, s:s + window] for s in group]), t)
             for j, s in enumerate(group):
                 out[:, :, s:s + window] += y[j * n:(j + 1) * n] * w
-            if bar is not None:
-                bar.update(len(group))
         return (out / total.to(out)[:, None]).to(x.dtype)
 
     return model_

@@ -15,7 +15,8 @@ from .audio import WAV_COMMENT_LIMIT, write
 from .errors import InvalidArgument, OutputExists, SoundsmithWarning
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-METADATA_MARGIN = 400  # characters metadata takes beyond the request (version, candidate, score, model defaults)
+METADATA_MARGIN = 700  # characters metadata takes beyond the request (version, candidate, score, model defaults,
+#                        the loudness record)
 NAME_BYTES = 200  # longest stem planned from a prompt or given (file systems allow 255 bytes per name)
 
 
@@ -128,22 +129,28 @@ def check_metadata_fits(path: Path, request) -> None:
                               f"write .flac instead")
 
 
-def save(paths: list[Path], out, *, overwrite: bool = False, **extra) -> list[Path]:
+def save(paths: list[Path], out, *, overwrite: bool = False, progress: bool = False, **extra) -> list[Path]:
     """Write each waveform of an engine result (out.audios (n, samples)) to its path, with the request it was made
-    by and `extra` in its metadata; the folder is created when missing. A path that exists by the time its file is
-    complete — one that appeared during the run — is never replaced unless `overwrite`: the new file takes the next
-    free numbered name instead, with a warning. Returns the paths written."""
+    by, what loudness normalisation did to it (out.info["loudness"]: LoudnessRecord.as_metadata) and `extra` in its
+    metadata; the folder is created when missing. A path that exists by the time its file is complete — one that
+    appeared during the run — is never replaced unless `overwrite`: the new file takes the next free numbered name
+    instead, with a warning. progress: a "writing" line on stderr. Returns the paths written."""
     from . import __version__
+    from .progress import stage
 
     paths = list(paths)
-    for i, (path, waveform) in enumerate(zip(paths, out.audios)):
-        meta = metadata(out.request, soundsmith=__version__, **extra)
-        if len(paths) > 1:
-            meta["candidate"] = i + 1
-        if out.scores is not None:
-            meta["clap_score"] = round(float(out.scores[i]), 6)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        paths[i] = _write_somewhere(Path(path), waveform, out.sample_rate, meta, overwrite)
+    records = (out.info or {}).get("loudness")
+    with stage(f"writing {paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else ""), progress):
+        for i, (path, waveform) in enumerate(zip(paths, out.audios)):
+            meta = metadata(out.request, soundsmith=__version__, **extra)
+            if len(paths) > 1:
+                meta["candidate"] = i + 1
+            if out.scores is not None:
+                meta["clap_score"] = round(float(out.scores[i]), 6)
+            if records:
+                meta.update(records[i].as_metadata())
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            paths[i] = _write_somewhere(Path(path), waveform, out.sample_rate, meta, overwrite)
     return paths
 
 

@@ -67,7 +67,8 @@ def linear_path() -> str:
 
     SOUNDSMITH_CPU_LINEAR=onednn|blas forces a path; "auto" (the default) times a (2048, 512) × (512, 1024)
     product both ways, interleaved, best of 4, and takes oneDNN only when it is at least 15 % faster (MKL is the
-    better choice on Intel CPUs, so a close call stays with it). Both paths agree to float32 rounding (~1e-7)."""
+    better choice on Intel CPUs, so a close call stays with it); the verdict is remembered per machine
+    (machine.remembered), so only a machine's first process measures. Both paths agree to float32 rounding."""
     global _linear_path
     if _linear_path is None:
         choice = os.environ.get("SOUNDSMITH_CPU_LINEAR", "auto")
@@ -75,7 +76,11 @@ def linear_path() -> str:
             from .errors import InvalidArgument
 
             raise InvalidArgument(f"SOUNDSMITH_CPU_LINEAR={choice!r}: must be one of {', '.join(LINEAR_PATHS)}")
-        _linear_path = _measure_linear_paths() if choice == "auto" else choice
+        if choice == "auto":  # measured once per machine, then read from the cache (machine.py)
+            from .machine import remembered
+
+            choice = remembered("linear_path", _measure_linear_paths)
+        _linear_path = choice
     return _linear_path
 
 

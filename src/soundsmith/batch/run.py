@@ -273,7 +273,7 @@ class _Driver:
             path.unlink(missing_ok=True)
         audios = np.array(result["audios"], dtype=np.float32)  # a copy: Ray hands back read-only arrays
         out = AudioOutput(audios=audios, sample_rate=result["sample_rate"], scores=result.get("scores"),
-                          request=Request.from_dict(result["request"]))
+                          request=Request.from_dict(result["request"]), info=result.get("info") or {})
         save(paths, out, dtype=self.dtype)
         return [sha256_file(path) for path in paths]
 

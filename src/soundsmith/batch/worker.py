@@ -82,7 +82,8 @@ class Worker:
             return {**about, "ok": False, "error": one_line(exc)}
         scores = None if out.scores is None else [float(s) for s in out.scores]
         return {**about, "ok": True, "audios": out.audios, "sample_rate": out.sample_rate, "scores": scores,
-                "request": out.request.to_dict(), "seconds": round(time.perf_counter() - started, 3)}
+                "request": out.request.to_dict(), "info": out.info,
+                "seconds": round(time.perf_counter() - started, 3)}
 
     def _pipe(self, model: str | None):
         """The pipeline of `model` and whether it was loaded just now."""
@@ -94,7 +95,7 @@ class Worker:
         self.pipe = None  # free the previous model before loading the next
         name = model if model is not None else default_model()[0]
         pipe = load(name, device=self.setup.device, dtype=self.setup.dtype, compile=self.setup.compile,
-                    offload=self.setup.offload)
+                    offload=self.setup.offload, progress=False)
         if self.setup.lora is not None:
             pipe.load_lora(self.setup.lora)
         self.pipe, self.model = pipe, model

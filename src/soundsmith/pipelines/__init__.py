@@ -4,6 +4,7 @@ import torch
 
 from .. import checkpoints, runtime
 from ..errors import InvalidArgument
+from ..progress import stage
 from .audioldm import AudioLDM, MusicLDM
 from .audioldm2 import AudioLDM2
 from ..engine import AudioOutput
@@ -46,22 +47,28 @@ def resolve_dtype(dtype) -> torch.dtype:
     raise InvalidArgument(f"dtype={dtype!r} is not allowed (allowed: float32, bfloat16, float16)")
 
 
-def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: bool = False) -> Pipeline:
+def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: bool = False,
+         progress: bool = True) -> Pipeline:
     """A model name (`audioldm-s-full-v2`, `audioldm2`, `musicldm`, …), hub id or local diffusers folder → its
     pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32). compile=True applies
     torch.compile to the UNet, VAE decoder and vocoder (the first call compiles: minutes on a CPU). offload=True
     keeps the networks in CPU memory and moves each to the GPU only for its stage (Pipeline.enable_model_cpu_offload).
+    progress: the "loading" line on stderr with its time (progress.py); False for none.
     """
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     if offload and device.type == "cpu":
         raise InvalidArgument("offload=True needs a cuda or mps device: on cpu the networks already live in CPU memory")
     folder = checkpoints.resolve(name_or_path)
     index = checkpoints.read_index(folder, tuple(PIPELINES))
-    pipe = open_folder(PIPELINES[index["_class_name"]], folder, index, str(name_or_path), device, dtype)
-    if compile:
-        runtime.compile_pipeline(pipe)
-    if offload:
-        pipe.enable_model_cpu_offload()
+    cls = PIPELINES[index["_class_name"]]
+    with stage(f"loading {name_or_path}", progress) as line:
+        pipe = open_folder(cls, folder, index, str(name_or_path), device, dtype)
+        if compile:
+            runtime.compile_pipeline(pipe)
+        if offload:
+            pipe.enable_model_cpu_offload()
+        precision = "" if dtype == torch.float32 else f", {str(dtype).removeprefix('torch.')}"
+        line.detail = f"({cls.__name__} on {device}{precision})"
     return pipe
 
 

@@ -89,7 +89,8 @@ class AudioLDM(Pipeline):
                  negative_prompt_embeds: torch.Tensor | None = None, return_dict: bool = True, callback=None,
                  callback_steps: int = 1, cross_attention_kwargs: dict | None = None, output_type: str = "np", *,
                  seed: int | None = None, sampler: str | None = None, sampler_options: dict | None = None,
-                 rank: bool = True, ranker=None, progress: bool | None = None):
+                 rank: bool = True, ranker=None, progress: bool | None = None,
+                 loudness: float | None = None):
         """Generate audio from text, with the arguments and defaults of diffusers' AudioLDMPipeline
         (MusicLDMPipeline for MusicLDM): num_inference_steps None → 10 (MusicLDM 200), guidance_scale None → 2.5
         (MusicLDM 2.0), or the model folder's soundsmith.json.
@@ -106,13 +107,16 @@ class AudioLDM(Pipeline):
         With num_waveforms_per_prompt > 1 each prompt's candidates are ranked best first by CLAP (rank=False keeps
         generation order); AudioLDM's CLAP has no audio tower, so it needs ranker= (a MusicLDM / AudioLDM 2 /
         CLAP folder, or a soundsmith.rank.Ranker). The scores come back in .scores.
+        progress: soundsmith's stage lines on stderr (text, denoising n/N steps, decoding …); False for none.
+        loudness: None returns the model's raw level (as diffusers); a target in LUFS (-16 is what the CLI writes)
+        brings each waveform to it under a -1 dBTP true peak, recorded in out.info["loudness"].
         Returns AudioOutput (.audios float32 (B·n, samples), .sample_rate) or (audios,) when return_dict is False.
         A thin adapter: the arguments become a soundsmith.Request, run by soundsmith.engine.
         """
         request = Request(prompt=prompt, negative_prompt=negative_prompt, duration=audio_length_in_s,
                           steps=num_inference_steps, guidance=guidance_scale, candidates=num_waveforms_per_prompt,
                           eta=eta, seed=seed, sampler=sampler, sampler_options=sampler_options, rank=rank,
-                          _labels=PYTHON_LABELS)
+                          loudness=loudness, _labels=PYTHON_LABELS)
         return engine.run(self, request, generator=generator, latents=latents,
                           embeds={k: v for k, v in (("prompt_embeds", prompt_embeds),
                                                     ("negative_prompt_embeds", negative_prompt_embeds)) if v is not None},

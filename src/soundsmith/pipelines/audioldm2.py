@@ -184,7 +184,7 @@ class AudioLDM2(Pipeline):
                  max_new_tokens: int | None = None, return_dict: bool = True, callback=None, callback_steps: int = 1,
                  cross_attention_kwargs: dict | None = None, output_type: str = "np", *, seed: int | None = None,
                  sampler: str | None = None, sampler_options: dict | None = None, rank: bool = True, ranker=None,
-                 progress: bool | None = None):
+                 progress: bool | None = None, loudness: float | None = None):
         """Generate audio (or speech, with `transcription` on a TTS checkpoint) from text, with the arguments and
         defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5 — or the model folder's soundsmith.json —
         and 10.24 s). Lengths above pipe.long_form.above_seconds (20.48 s) are made in overlapping windows and
@@ -194,7 +194,8 @@ class AudioLDM2(Pipeline):
         checkpoints); prompt_embeds / attention_mask — T5 (or VITS) states and mask; generated_prompt_embeds — GPT-2
         states (both needed when prompt is None); max_new_tokens — GPT-2 states to generate (default: the
         language model config's, 8; speech checkpoints want 512). With num_waveforms_per_prompt > 1 each prompt's
-        candidates are ranked best first by CLAP (rank=False keeps generation order).
+        candidates are ranked best first by CLAP (rank=False keeps generation order). progress and loudness: as
+        AudioLDMPipeline's.
         A thin adapter: the arguments become a soundsmith.Request, run by soundsmith.engine.
         """
         request = Request(prompt=prompt, transcription=transcription, negative_prompt=negative_prompt,
@@ -202,7 +203,7 @@ class AudioLDM2(Pipeline):
                           guidance=given(guidance_scale),
                           candidates=num_waveforms_per_prompt, eta=eta, seed=seed, sampler=sampler,
                           sampler_options=sampler_options, rank=rank, max_new_tokens=max_new_tokens,
-                          _labels=PYTHON_LABELS)
+                          loudness=loudness, _labels=PYTHON_LABELS)
         embeds = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds,
                   "generated_prompt_embeds": generated_prompt_embeds,
                   "negative_generated_prompt_embeds": negative_generated_prompt_embeds,

@@ -13,6 +13,7 @@ import torch
 
 from .. import checkpoints, configs, longform, samplers
 from ..errors import CheckpointError, InvalidArgument
+from ..progress import stage
 from ..models.unet import UNet, UNetConfig
 from ..models.vae import AutoencoderKL, VAEConfig
 from ..models.vocoder import HifiGan, VocoderConfig
@@ -77,7 +78,7 @@ class Pipeline:
         # pipe.scheduler (pipelines/compat.py), recorded in every request as run (engine.resolve)
         self.default_sampler: str | None = None
         self.default_sampler_options: dict = {}
-        self.show_progress = False  # progress bars when a call does not say (progress=None)
+        self.show_progress = True  # stage lines when a call does not say (progress=None; set_progress_bar_config)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
@@ -170,19 +171,16 @@ class Pipeline:
 
     def denoise(self, model: Callable, latents: torch.Tensor, plan: samplers.Plan, *, long: bool, generator, eta,
                 callback, callback_steps: int, progress: bool, denoised_hook: Callable | None = None) -> torch.Tensor:
-        """Run the sampler `plan` from `latents`; long latents are denoised in windows (longform.py).
-        denoised_hook: see samplers.run."""
+        """Run the sampler `plan` from `latents`; long latents are denoised in windows (longform.py). progress: the
+        "denoising" line with its step count (progress.py). denoised_hook: see samplers.run."""
         self.stage("unet")
-        bar = None
+        about = None
         if long:
-            model, bar = self.long_form.windowed(model, latents.shape[-2], self.row_seconds, self.unet_sample_size,
-                                                 latents.shape[-1], len(plan.timesteps), progress)
-        x = samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
-                         callback_steps=callback_steps, denoised_hook=denoised_hook,
-                         progress=progress and bar is None)
-        if bar is not None:
-            bar.close()
-        return x
+            model, about = self.long_form.windowed(model, latents.shape[-2], self.row_seconds, self.unet_sample_size,
+                                                   latents.shape[-1])
+        with stage("denoising" + (f" in {about}" if about else ""), progress) as line:
+            return samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
+                                callback_steps=callback_steps, denoised_hook=denoised_hook, progress=line.steps)
 
     # ---- decoding ------------------------------------------------------------------------------------------------
     def latents_to_mel(self, latents: torch.Tensor, long: bool | None = None) -> torch.Tensor:

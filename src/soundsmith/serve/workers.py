@@ -76,7 +76,7 @@ class Pipelines:
         from .. import load
 
         log.info("loading %s from %s", name, self.models[name].folder)
-        pipe = load(str(self.models[name].folder), device=self.device, dtype=self.dtype)
+        pipe = load(str(self.models[name].folder), device=self.device, dtype=self.dtype, progress=False)
         pipe.name = name
         with self._lock:
             self.loaded[name] = pipe

@@ -4,6 +4,7 @@
 import { listModels, submit } from "./api.js";
 import { $, clearErrors, fieldOf, numberOf, randomSeed, showError } from "./ui.js";
 
+export const LOUDNESS = -16; // LUFS, as the command line writes new sounds (the API itself keeps the raw level)
 const FIELDS = ["prompt", "negative_prompt", "model", "quality", "duration", "candidates", "steps", "guidance", "seed"];
 
 export class MakePanel {
@@ -61,7 +62,7 @@ export class MakePanel {
   // here when empty, so every job can be made again with "Again with this seed".
   request() {
     const f = (id) => $(`#${id}`, this.form);
-    const request = { task: "generate", prompt: f("prompt").value };
+    const request = { task: "generate", prompt: f("prompt").value, loudness: LOUDNESS };
     const negative = f("negative_prompt").value.trim();
     if (negative) request.negative_prompt = negative;
     if (f("model").value) request.model = f("model").value;

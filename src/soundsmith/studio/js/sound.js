@@ -5,6 +5,7 @@
 
 import { playableUrl, starJob, submit, upload } from "./api.js";
 import { Picture } from "./picture.js";
+import { LOUDNESS } from "./make.js";
 import { describe } from "./queue.js";
 import { $, clearErrors, fieldOf, numberOf, randomSeed, showError, when } from "./ui.js";
 
@@ -171,7 +172,7 @@ export class SoundCard {
       return masks ? { task: "inpaint", masks: [masks] } : { task: "inpaint", error: "select a span first: drag across the picture, or type From and To" };
     });
     edit(".extend", "extend", () => ({ task: "extend", seconds: Number($(".extend-seconds", el).value) }));
-    edit(".transfer", "transfer", () => ({ task: "transfer", strength: Number(strength.value) }));
+    edit(".transfer", "transfer", () => ({ task: "transfer", strength: Number(strength.value), loudness: LOUDNESS }));
     edit(".upscale", "upscale", () => {
       const cutoff = numberOf($(".cutoff", el));
       return cutoff === undefined ? { task: "upscale" } : { task: "upscale", cutoff };
