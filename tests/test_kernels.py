@@ -208,3 +208,36 @@ def test_fastest_measures_once_keeps_the_choice_on_disk_and_prefers_direct(forms
     monkeypatch.setenv("SOUNDSMITH_FORMS", "fastest")
     with pytest.raises(InvalidArgument, match="SOUNDSMITH_FORMS='fastest'.*auto, direct, measure"):
         runtime.fastest("test key", candidates)
+
+
+def _tiny_vae():
+    from soundsmith.models.vae import AutoencoderKL, VAEConfig
+
+    cfg = VAEConfig.from_dict(dict(block_out_channels=[8, 16], in_channels=1, out_channels=1, norm_num_groups=4,
+                                   latent_channels=4, layers_per_block=1,
+                                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2))
+    torch.manual_seed(0)
+    vae = AutoencoderKL(cfg).eval().requires_grad_(False)
+    for p in vae.parameters():
+        p.data.normal_(0, 0.3)
+    return vae
+
+
+def test_vae_blocks_kept_in_float32_decode_closer_to_float32_and_chunk_exactly():
+    from soundsmith import chunked
+    from soundsmith.models.vae import LATENT_RESOLUTION
+
+    full = _tiny_vae()
+    z = torch.randn(1, 4, 20, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = full.decode(z)
+        low = _tiny_vae().to(torch.bfloat16)
+        all_bf16 = low.decode(z.bfloat16())
+        low.keep_float32()
+        assert all(p.dtype == torch.float32 for name in LATENT_RESOLUTION for p in low.get_submodule(name).parameters())
+        assert low.decoder.conv_out.weight.dtype == torch.bfloat16
+        mixed = low.decode(z.bfloat16())
+        assert mixed.dtype == torch.bfloat16
+        assert rel_err(mixed, expected) < rel_err(all_bf16, expected)
+        # the chunked decoder casts at the same places: equal to the one-piece decode up to bfloat16 rounding
+        assert rel_err(chunked.vae_decode(low, z.bfloat16(), 3, 0.0), mixed) < 1e-2

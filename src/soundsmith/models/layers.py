@@ -20,10 +20,15 @@ class Linear(nn.Linear):
     of MKL and oneDNN on this machine (runtime.linear_path)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dtype == torch.float32 and x.device.type == "cpu" and x.numel() >= MIN_ONEDNN_ROWS * x.shape[-1]
-                and self.weight.dtype == torch.float32 and runtime.linear_path() == "onednn"):
-            return runtime.onednn_linear(x, self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear, through oneDNN for float32 CPU products of many rows where runtime.linear_path says it is faster."""
+    if (x.dtype == torch.float32 and x.device.type == "cpu" and x.numel() >= MIN_ONEDNN_ROWS * x.shape[-1]
+            and weight.dtype == torch.float32 and runtime.linear_path() == "onednn"):
+        return runtime.onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, flip_sin_to_cos: bool = True, shift: float = 0.0) -> torch.Tensor:
