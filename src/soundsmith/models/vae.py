@@ -16,8 +16,10 @@ from .attention import Attention
 from .layers import Downsample, ResnetBlock, Upsample, input_layout
 
 
-# the decoder's blocks at latent resolution, which `keep_float32` keeps in float32 in a bfloat16 pipeline
-LATENT_RESOLUTION = ("post_quant_conv", "decoder.conv_in", "decoder.mid_block", "decoder.up_blocks.0")
+# the decoder's layers before its first upsampling (512 channels at latent resolution), which `keep_float32` keeps in
+# float32 in a bfloat16 pipeline. AudioLDM-S, 10 steps, mel error against the float32 pipeline: 2.88 % all bfloat16,
+# 2.67 % with these in float32 (~ +6 % VAE time), 2.50 % adding the first up block (~ +30 %); the UNet alone: 1.92 %.
+LATENT_RESOLUTION = ("post_quant_conv", "decoder.conv_in", "decoder.mid_block")
 
 
 def dtype_of(module: nn.Module) -> torch.dtype:
