@@ -54,12 +54,31 @@ def use_fast_layouts(pipe) -> None:
     pipe.unet.layouts = [torch.channels_last if i < 2 else torch.contiguous_format for i in range(levels)]
 
 
-def compile_pipeline(pipe, mode: str | None = None) -> None:
-    """torch.compile the UNet, the VAE decoder and the vocoder (opt-in: the first call then compiles, about a
-    minute per network on a 2-core CPU; later calls at the same shapes are faster). Other shapes recompile."""
+def compile_pipeline(pipe, mode: str | None = None, freezing: bool | None = None) -> None:
+    """torch.compile the UNet, the VAE decoder and the vocoder (opt-in: the first call then compiles, minutes per
+    network on a 2-core CPU; later calls at the same shapes are faster). Other shapes recompile.
+
+    freezing (default: on for the CPU) turns on inductor's freezing: the weights become constants, so oneDNN
+    prepacks them and fuses convolutions with their pointwise neighbours (UNet step, AudioLDM-S float32, compiled with
+    freezing vs eager: 1.2× here, bench/RESULTS.md). The networks must not be trained or have their weights changed
+    afterwards. Compiled code is kept on disk (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/soundsmith/inductor), so a
+    later process at the same shapes loads it instead of compiling (it still traces the Python: seconds)."""
+    if freezing is None:
+        freezing = next(pipe.unet.parameters()).device.type == "cpu"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_cache_dir() / "inductor"))
+    if freezing:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
     pipe.unet = torch.compile(pipe.unet, mode=mode, dynamic=False)
     pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode, dynamic=False)
     pipe.vocoder = torch.compile(pipe.vocoder, mode=mode, dynamic=False)
+
+
+def _cache_dir():
+    from pathlib import Path
+
+    return Path(os.environ.get("SOUNDSMITH_CACHE") or Path.home() / ".cache" / "soundsmith")
 
 
 def linear_path() -> str:
@@ -162,9 +181,7 @@ def chosen_forms() -> dict[str, str]:
 def forms_file():
     """Where measured choices are kept: $SOUNDSMITH_CACHE (default ~/.cache/soundsmith)/forms.json, one entry per
     machine (CPU model, torch version, threads)."""
-    from pathlib import Path
-
-    return Path(os.environ.get("SOUNDSMITH_CACHE") or Path.home() / ".cache" / "soundsmith") / "forms.json"
+    return _cache_dir() / "forms.json"
 
 
 def _machine() -> str:
