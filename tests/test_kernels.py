@@ -241,3 +241,18 @@ def test_vae_blocks_kept_in_float32_decode_closer_to_float32_and_chunk_exactly()
         assert rel_err(mixed, expected) < rel_err(all_bf16, expected)
         # the chunked decoder casts at the same places: equal to the one-piece decode up to bfloat16 rounding
         assert rel_err(chunked.vae_decode(low, z.bfloat16(), 3, 0.0), mixed) < 1e-2
+
+
+@pytest.mark.parametrize("form", ["direct", "winograd"])
+def test_resnet_block_gives_the_same_output_in_either_3x3_form(form, force_form):
+    from soundsmith.models.layers import ResnetBlock
+
+    torch.manual_seed(0)
+    block = ResnetBlock(8, 16, 12, 4, 1e-5).eval().requires_grad_(False)
+    x = torch.randn(2, 8, 6, 4).contiguous(memory_format=torch.channels_last)
+    temb = torch.randn(2, 12)
+    force_form("direct")
+    expected = block(x, temb)
+    force_form(form)
+    assert block.conv1.form(x) == form
+    assert rel_err(block(x, temb), expected) < 1e-5
