@@ -27,6 +27,7 @@ def openvino(folder: Path, dtype, seconds: float, threads: int):
     shape = latent_shape(folder, seconds)
     cond = impl.encode()
     names = [k for k, v in cond.items() if v is not None]
+    nones = {k: None for k, v in cond.items() if v is None}  # passed as None (AudioLDM's encoder_hidden_states)
 
     class UNet(nn.Module):
         def __init__(self, unet):
@@ -34,7 +35,7 @@ def openvino(folder: Path, dtype, seconds: float, threads: int):
             self.unet = unet
 
         def forward(self, sample, timestep, *tensors):
-            return self.unet(sample, timestep, **dict(zip(names, tensors)), return_dict=False)[0]
+            return self.unet(sample, timestep, **nones, **dict(zip(names, tensors)), return_dict=False)[0]
 
     class Decoder(nn.Module):
         def __init__(self, vae):
