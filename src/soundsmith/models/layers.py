@@ -13,6 +13,7 @@ from torch import nn
 from .. import kernels, runtime, winograd
 
 MIN_ONEDNN_ROWS = 64  # below this many rows a product is too small for the path choice to matter
+MEASURE_ROWS = 64  # rows of a layer's input its forms are timed on (small slices favour the direct forms)
 
 
 class Linear(nn.Linear):
@@ -107,7 +108,7 @@ class Conv3x3(nn.Conv2d):
         b, c, h, w = x.shape
 
         def candidates():  # on the input's first rows: the cost per row does not depend on the row count
-            sample = x[:, :, :min(h, 16)].contiguous(memory_format=torch.channels_last)
+            sample = x[:, :, :min(h, MEASURE_ROWS)].contiguous(memory_format=torch.channels_last)
             u = self.winograd_weight()
             return {"direct": lambda: nn.Conv2d.forward(self, sample),
                     "winograd": lambda: winograd.winograd_conv2d(sample, u, self.bias)}
@@ -183,7 +184,7 @@ class Upsample(nn.Module):
         b, c, h, w = x.shape
 
         def candidates():  # on the input's first rows: the cost per row does not depend on the row count
-            sample = x[:, :, :min(h, 16)].contiguous(memory_format=torch.channels_last if layout == "channels-last"
+            sample = x[:, :, :min(h, MEASURE_ROWS)].contiguous(memory_format=torch.channels_last if layout == "channels-last"
                                                       else torch.contiguous_format)
             weight = self.fused_weight()
             return {"direct": lambda: self.conv(F.interpolate(sample, scale_factor=2.0, mode="nearest")),
