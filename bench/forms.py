@@ -37,6 +37,8 @@ def forced(form: str | None):
 
     def fastest(key, candidates):
         names = list(candidates())
+        if form.startswith("dft") and any(n.startswith("dft") for n in names):
+            return form  # any tile length (--tiles), where the layer offers the DFT form at all
         return form if form in names else "direct"
 
     runtime.fastest = fastest
@@ -115,6 +117,9 @@ def _chosen(layer, x) -> str:
     return form
 
 
+args_all_tiles = None  # --tiles: DFT tile lengths to time for every residual block (default: the ones offered)
+
+
 def vocoder_forms(layer, x) -> list[str]:
     from soundsmith.models.vocoder import DFT_TILES, ConvTranspose, ResBlock
 
@@ -122,7 +127,8 @@ def vocoder_forms(layer, x) -> list[str]:
         return ["polyphase"]
     if isinstance(layer, ResBlock):
         k = layer.convs1[0].kernel_size[0]
-        return [f"dft{n}" for n in DFT_TILES.get(k, ())]
+        return [f"dft{n}" for n in (DFT_TILES.get(k, ()) if args_all_tiles is None else args_all_tiles)
+                if n > k]
     return []
 
 
@@ -132,8 +138,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=10.24)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tiles", type=int, nargs="+", help="DFT tile lengths to time on every residual block")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    global args_all_tiles
+    args_all_tiles = args.tiles
     command = ".venv/bin/python bench/forms.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     import soundsmith
     from bench import CHECKPOINTS, _version, prepend

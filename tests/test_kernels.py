@@ -124,7 +124,7 @@ def test_winograd_matches_conv2d(batch, c_in, c_out, height, width, bias):
 
 def _vocoder(seed: int = 0) -> HifiGan:
     # channels ≥ kernels' DFT threshold at the first level, so the DFT form is offered there
-    cfg = VocoderConfig.from_dict(dict(model_in_dim=8, upsample_initial_channel=256, upsample_rates=[5, 2],
+    cfg = VocoderConfig.from_dict(dict(model_in_dim=8, upsample_initial_channel=512, upsample_rates=[5, 2],
                                        upsample_kernel_sizes=[11, 4], resblock_kernel_sizes=[3, 7, 11]))
     torch.manual_seed(seed)
     vocoder = HifiGan(cfg).eval().requires_grad_(False)
@@ -140,10 +140,9 @@ def test_vocoder_gives_the_same_waveform_in_every_form(batch, frames, force_form
     force_form("direct")
     expected = vocoder(mel)
     force_form("fast")  # DFT where offered, polyphase upsamplers
+    assert vocoder.resblocks[1].convs1[0].form(torch.randn(1, 256, 1, 9).contiguous(
+        memory_format=torch.channels_last)) == 16  # the DFT form runs (kernel 7 at 256 channels)
     assert rel_err(vocoder(mel), expected) < 1e-5
-    for n in (16, 24, 32):  # each offered tile length
-        force_form(f"dft{n}")
-        assert rel_err(vocoder(mel), expected) < 1e-5
 
 
 def test_vocoder_prepared_weights_follow_the_weights(force_form):
@@ -161,10 +160,10 @@ def test_layers_with_gradients_take_the_direct_form(force_form):
     vocoder = _vocoder().requires_grad_(True)
     force_form("fast")
     conv, up = vocoder.resblocks[2].convs1[0], vocoder.upsampler[0]
-    x = torch.randn(1, 128, 1, 40).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 256, 1, 40).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         assert conv.form(x) > 0
-    assert conv.form(x) == 0 and up.form(torch.randn(1, 256, 1, 8).contiguous(memory_format=torch.channels_last)) == "direct"
+    assert conv.form(x) == 0 and up.form(torch.randn(1, 512, 1, 8).contiguous(memory_format=torch.channels_last)) == "direct"
     conv(x).square().sum().backward()
     assert conv.weight.grad is not None
 

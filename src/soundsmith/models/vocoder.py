@@ -77,9 +77,11 @@ class ResBlock(nn.Module):
         return x
 
 
-DFT_TILES = {3: (8, 16), 7: (16, 24), 11: (24, 32)}  # tile lengths tried for each kernel size (more cost memory)
-DFT_MIN_CHANNELS = 128  # below, the DFTs' memory traffic costs more than the products they save (measured)
-MEASURE_SAMPLES = 2048  # signal length the forms are timed on
+# DFT tile length per kernel size: the fastest of 8–32 per level in bench/forms.py (AudioLDM-S, AMD EPYC); kernel 3
+# saves too little (1.8× fewer products at best) to pay for the transforms
+DFT_TILES = {7: (16,), 11: (32,)}
+DFT_MIN_CHANNELS = 256  # at 128 channels and below the DFTs' memory traffic costs more than the products save
+MEASURE_SAMPLES = 8192  # longest signal the forms are timed on (short ones understate the DFT's products)
 
 
 class Conv(nn.Conv1d):
@@ -102,8 +104,9 @@ class Conv(nn.Conv1d):
             return 0
 
         def candidates():  # the undilated layer on a random signal: dilation only splits the signal into phases
-            sample = _sample(c_in, MEASURE_SAMPLES, x)
-            flat = sample.permute(0, 2, 3, 1).reshape(1, MEASURE_SAMPLES, c_in)
+            length = min(x.shape[-1], MEASURE_SAMPLES)
+            sample = _sample(c_in, length, x)
+            flat = sample.permute(0, 2, 3, 1).reshape(1, length, c_in)
             weight, pad = self.weight.unsqueeze(2), (0, (k - 1) // 2)
             forms = {"direct": lambda: F.conv2d(sample, weight, self.bias, padding=pad)}
             for n in tiles:
@@ -137,7 +140,7 @@ class ConvTranspose(nn.ConvTranspose1d):
         s, k, pad = self.stride[0], self.kernel_size[0], self.padding[0]
 
         def candidates():
-            sample = _sample(self.in_channels, max(1, MEASURE_SAMPLES // s), x)
+            sample = _sample(self.in_channels, min(x.shape[-1], max(1, MEASURE_SAMPLES // s)), x)
             weight = self.polyphase()
             return {"direct": lambda: conv_transpose2d(self, sample),
                     "polyphase": lambda: kernels.conv_transpose1d_polyphase(sample, weight, self.bias, s, pad, k)}
