@@ -27,7 +27,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         b, n, _ = x.shape
-        if context is None and not torch.is_grad_enabled() and isinstance(self.to_q, nn.Linear):
+        if (context is None and not torch.is_grad_enabled() and isinstance(self.to_q, nn.Linear)
+                and not torch.compiler.is_compiling()):  # (compiled graphs fuse the three themselves)
             # self-attention: one product for q, k and v
             q, k, v = linear(x, *self.qkv()).chunk(3, dim=-1)
         else:
