@@ -68,7 +68,7 @@ def child_generate(seconds: float, steps: int) -> dict:
     t2 = time.perf_counter()
     waveform = pipe.mel_to_waveform(mel)[:, :int(seconds * pipe.sample_rate)]
     t3 = time.perf_counter()
-    return dict(seconds=seconds, long_form=longform.is_long(pipe, latents.shape[-2]), samples=waveform.shape[-1],
+    return dict(seconds=seconds, long_form=pipe.is_long(latents.shape[-2]), samples=waveform.shape[-1],
                 load_s=loaded, load_peak_gb=load_peak, denoise_s=t1 - t0, decode_s=t2 - t1, vocode_s=t3 - t2,
                 peak_gb=peak_gb(), peak_anonymous_gb=anonymous.peak)
 

@@ -23,7 +23,7 @@ import torch
 
 import soundsmith
 
-DETERMINISTIC = ["ddim", "pndm", "lms", "euler", "heun", "kdpm2", "dpmpp-2m", "dpmpp-2s", "deis", "unipc"]
+DETERMINISTIC = ["ddim", "plms", "lms", "euler", "heun", "kdpm2", "dpmpp-2m", "dpmpp-2s", "deis", "unipc"]
 TWO_EVALS = {"heun", "kdpm2", "dpmpp-2s"}  # UNet evaluations per step
 STEPS = [5, 8, 10, 15, 20, 25, 30, 50]
 PROMPTS = ["a dog barking in the rain", "a slow piano melody", "a man speaking in a quiet room",

@@ -21,9 +21,9 @@ def capture_reference_mel(pipe) -> list:
     seen = []
     original = pipe.mel_spectrogram_to_waveform
 
-    def spy(mel):
+    def spy(mel, *args, **kwargs):
         seen.append(mel.detach().clone())
-        return original(mel)
+        return original(mel, *args, **kwargs)
 
     pipe.mel_spectrogram_to_waveform = spy
     return seen
@@ -33,9 +33,9 @@ def capture_our_mel(pipe) -> list:
     seen = []
     original = pipe.mel_to_waveform
 
-    def spy(mel):
+    def spy(mel, *args, **kwargs):
         seen.append(mel.detach().clone())
-        return original(mel)
+        return original(mel, *args, **kwargs)
 
     pipe.mel_to_waveform = spy
     return seen

@@ -152,7 +152,7 @@ def test_inpainting_seams_change_no_more_than_the_regenerated_audio_does(audiold
                            output_type="latent").audios
     mel = audioldm.latents_to_mel(latents)[0]
     flux = (mel[1:] - mel[:-1]).norm(dim=-1)
-    f, row = audioldm.vae_scale_factor, longform.row_seconds(audioldm)
+    f, row = audioldm.vae_scale_factor, audioldm.row_seconds
     seam, regenerated = torch.zeros(len(flux), dtype=torch.bool), torch.zeros(len(flux), dtype=torch.bool)
     for start, end in spans:
         first, last = round(start / row), round(end / row)

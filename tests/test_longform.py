@@ -7,7 +7,7 @@ import torch
 import soundsmith
 from soundsmith import chunked, longform
 from soundsmith.errors import InvalidArgument
-from soundsmith.pipelines.base import guided
+from soundsmith.engine import guided
 
 
 def relative_error(a, b):
@@ -19,7 +19,7 @@ def relative_error(a, b):
 
 def test_a_60_s_generation_has_exactly_the_requested_length(tiny_10ms):
     pipe = soundsmith.load(tiny_10ms, device="cpu")
-    assert longform.window_rows(pipe) == 32 and longform.is_long(pipe, 3000)
+    assert pipe.long_form.window_rows(pipe.row_seconds, pipe.unet_sample_size) == 32 and pipe.is_long(3000)
     out = pipe("a dog barking in the rain", audio_length_in_s=60, num_inference_steps=2, seed=0)
     assert out.audios.shape == (1, 60 * 16000)
     assert bool(torch.isfinite(torch.from_numpy(out.audios)).all())
@@ -77,9 +77,9 @@ def test_tapered_blending_removes_the_jumps_of_a_window_edge_artifact():
 
 
 def test_guided_model_on_stacked_windows_equals_one_call_per_window(tiny_audioldm2):
-    # the base.guided change long-form relies on: conditioning (states, masks) repeated for k stacked copies
+    # the engine.guided change long-form relies on: conditioning (states, masks) repeated for k stacked copies
     pipe = soundsmith.load(tiny_audioldm2, device="cpu")
-    conditioning = pipe.prompt_conditioning(["a dog", "rain"], None, 1, True)
+    conditioning, _ = pipe.conditioning(["a dog", "rain"], None, 1, True, embeds={}, labels={})
     model = guided(pipe.unet, conditioning, 3.5)
     windows = [torch.randn(2, 4, 16, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
     t = torch.tensor(500)

@@ -104,7 +104,7 @@ TINY = dict(diffusers.DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_sch
 CONFIGS = {"audioldm": AUDIOLDM, "tiny": TINY}
 
 ORACLE = {"ddim": (diffusers.DDIMScheduler, {}), "ddpm": (diffusers.DDPMScheduler, {}),
-          "pndm": (diffusers.PNDMScheduler, {"skip_prk_steps": True}),
+          "pndm": (diffusers.PNDMScheduler, {}), "plms": (diffusers.PNDMScheduler, {"skip_prk_steps": True}),
           "lms": (scheduling_lms_discrete.LMSDiscreteScheduler, {}),
           "euler": (diffusers.EulerDiscreteScheduler, {}),
           "euler-a": (diffusers.EulerAncestralDiscreteScheduler, {}),
@@ -196,7 +196,42 @@ def assert_same_run(name, config, n, latents=None, **kwargs):
 @pytest.mark.parametrize("config", ["audioldm", "tiny"])
 @pytest.mark.parametrize("name", list(ORACLE))
 def test_sampler_matches_diffusers_scheduler_loop(name, config, n):
+    if name == "pndm" and n < 4:  # see test_pndm_runge_kutta_needs_four_steps_like_diffusers
+        n += 3
     assert_same_run(name, CONFIGS[config], n)
+
+
+@pytest.mark.parametrize("n", [4, 5, 7, 13])
+@pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
+def test_pndm_runge_kutta_warm_up_matches_diffusers_step_for_step(spacing, n):
+    """skip_prk_steps=False (diffusers' default): 3 pseudo-RK4 steps of 4 calls, then PLMS; the callbacks (after
+    the last N of the N + 9 calls, some inside the last RK step) carry the same intermediate latents."""
+    assert_same_run("pndm", AUDIOLDM, n, timestep_spacing=spacing)
+    assert len(samplers.plan(AUDIOLDM, "pndm", n).timesteps) == n + 9
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_pndm_runge_kutta_needs_four_steps_like_diffusers(n):
+    sched = diffusers.PNDMScheduler.from_config(AUDIOLDM)
+    with pytest.raises(ValueError):
+        sched.set_timesteps(n)
+    with pytest.raises(InvalidArgument, match=f"num_inference_steps={n} is too few for PNDM's Runge-Kutta"):
+        samplers.plan(AUDIOLDM, "pndm", n)
+    assert samplers.plan(AUDIOLDM, "plms", n).num_inference_steps == n
+
+
+def test_pndm_runs_runge_kutta_unless_the_config_skips_it():
+    """'pndm' / 'PNDMScheduler' take skip_prk_steps from the checkpoint's config like from_config; 'plms' skips."""
+    assert samplers.plan(AUDIOLDM, "PNDMScheduler", 10).name == "pndm"
+    assert samplers.plan(AUDIOLDM, "pndm", 10).config["skip_prk_steps"] is False
+    sd_style = {**AUDIOLDM, "_class_name": "PNDMScheduler", "skip_prk_steps": True}
+    assert samplers.plan(sd_style, None, 10).name == "plms"
+    assert samplers.plan(sd_style, "pndm", 10).name == "plms"
+    assert samplers.plan(AUDIOLDM, "pndm", 10, skip_prk_steps=True).name == "plms"
+    assert samplers.plan(sd_style, "pndm", 10, skip_prk_steps=False).name == "pndm"
+    expected, _, _ = diffusers_loop("plms", sd_style, 10, noise())
+    got, _, _ = soundsmith_loop("pndm", sd_style, 10, noise())
+    assert relative_error(got, expected) <= TOLERANCE
 
 
 @pytest.mark.parametrize("n", [2, 10, 25])
@@ -234,13 +269,13 @@ def test_ddim_eta_override_in_plan_matches_diffusers_eta():
 
 @pytest.mark.parametrize("n", [3, 7, 10])
 @pytest.mark.parametrize("spacing", ["linspace", "trailing"])
-@pytest.mark.parametrize("name", ["ddim", "ddpm", "pndm", "euler", "heun", "kdpm2-a", "dpmpp-2m", "deis", "unipc"])
+@pytest.mark.parametrize("name", ["ddim", "ddpm", "plms", "euler", "heun", "kdpm2-a", "dpmpp-2m", "deis", "unipc"])
 def test_sampler_matches_diffusers_with_other_timestep_spacings(name, spacing, n):
     """DDIM and PNDM step to t - T//N, not to the next timestep, under these spacings (the latents are re-read)."""
     assert_same_run(name, AUDIOLDM, n, timestep_spacing=spacing)
 
 
-@pytest.mark.parametrize("name", ["ddim", "ddpm", "pndm", "lms", "euler", "euler-a", "heun", "kdpm2", "kdpm2-a",
+@pytest.mark.parametrize("name", ["ddim", "ddpm", "pndm", "plms", "lms", "euler", "euler-a", "heun", "kdpm2", "kdpm2-a",
                                   "dpmpp-2m", "dpmpp-2m-sde", "dpmpp-2s", "dpm-sde", "deis", "unipc"])
 def test_sampler_matches_diffusers_with_v_prediction(name):
     assert_same_run(name, {**AUDIOLDM, "prediction_type": "v_prediction"}, 10)
@@ -288,11 +323,12 @@ def test_euler_variants_match_diffusers(overrides):
     assert_same_run("euler", AUDIOLDM, 10, **overrides)
 
 
-def test_pndm_set_alpha_to_one_matches_diffusers():
-    assert_same_run("pndm", AUDIOLDM, 10, set_alpha_to_one=True)
+@pytest.mark.parametrize("name", ["pndm", "plms"])
+def test_pndm_set_alpha_to_one_matches_diffusers(name):
+    assert_same_run(name, AUDIOLDM, 10, set_alpha_to_one=True)
 
 
-@pytest.mark.parametrize("name", ["ddim", "pndm", "heun", "kdpm2-a", "dpm-sde", "unipc"])
+@pytest.mark.parametrize("name", ["ddim", "pndm", "plms", "heun", "kdpm2-a", "dpm-sde", "unipc"])
 def test_callback_steps_fire_at_diffusers_loop_indices(name):
     assert_same_run(name, AUDIOLDM, 10, callback_steps=3)
 
@@ -300,8 +336,10 @@ def test_callback_steps_fire_at_diffusers_loop_indices(name):
 def test_callbacks_get_step_index_and_model_timestep_like_diffusers():
     _, _, calls = soundsmith_loop("heun", AUDIOLDM, 3, noise())
     assert [(i, t) for i, t, _ in calls] == [(0, 334.0), (1, 1.0), (2, 1.0)]  # timesteps 667, 334, 334, 1, 1
-    _, _, calls = soundsmith_loop("pndm", TINY, 2, noise())
-    assert [(i, t) for i, t, _ in calls] == [(1, 0.0), (2, 0.0)]  # the first call is PNDM's warm-up
+    _, _, calls = soundsmith_loop("plms", TINY, 2, noise())
+    assert [(i, t) for i, t, _ in calls] == [(1, 0.0), (2, 0.0)]  # the first call is PLMS's warm-up
+    _, _, calls = soundsmith_loop("pndm", AUDIOLDM, 4, noise())  # calls 751 626 626 501 501 376 376 251 251 126 126 1 1
+    assert [(i, t) for i, t, _ in calls] == [(9, 126.0), (10, 126.0), (11, 1.0), (12, 1.0)]
 
 
 # --- DPM-Solver SDE: Brownian noise ----------------------------------------------------------------------------
@@ -365,6 +403,8 @@ def diffusers_img2img(name, config, n, strength, x0, eps, seed=7, **overrides):
 @pytest.mark.parametrize("name", list(ORACLE))
 def test_start_at_and_add_noise_match_diffusers_img2img(name, strength):
     x0, eps = noise(11), noise(12)
+    if name == "pndm" and strength < 1:  # see test_pndm_runge_kutta_refuses_to_start_part_way
+        strength = 1.0
     noised, expected, expected_calls = diffusers_img2img(name, AUDIOLDM, 10, strength, x0, eps)
     plan = samplers.start_at(samplers.plan(AUDIOLDM, name, 10), strength)
     x = samplers.add_noise(plan, x0, eps)
@@ -374,6 +414,14 @@ def test_start_at_and_add_noise_match_diffusers_img2img(name, strength):
                        callback=lambda i, t, _: calls.append((i, t.item())))
     assert relative_error(got, expected) <= TOLERANCE
     assert calls == expected_calls
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 0.99])
+def test_pndm_runge_kutta_refuses_to_start_part_way(strength):
+    """diffusers' PNDM counts its Runge-Kutta calls from its own first timestep whatever timesteps the img2img loop
+    passes, so a sliced schedule mixes noise levels; soundsmith refuses instead of reproducing that."""
+    with pytest.raises(InvalidArgument, match="only runs from the start .* use 'plms'"):
+        samplers.start_at(samplers.plan(AUDIOLDM, "pndm", 10), strength)
 
 
 def test_start_at_keeps_the_last_int_n_times_strength_steps():
@@ -465,10 +513,11 @@ def test_unknown_sampler_raises_invalid_argument_naming_close_names(sampler, mat
     ("euler", {"eta": 0.5}, "only applies to the DDIM"),
     ("ddim", {"eta": 2.0}, "between 0 and 1"),
     ("dpmpp-2m", {"algorithm_type": "dpmsolver"}, "allowed: dpmsolver\\+\\+, sde-dpmsolver\\+\\+"),
-    ("dpmpp-2m", {"solver_order": 4}, "solver_order"),
-    ("ddim", {"clip_sample": True}, "clip_sample"),
+    ("dpmpp-2s", {"solver_order": 4}, "solver_order 4 is not supported; allowed: 1, 2, 3"),
+    ("dpmpp-2m", {"solver_order": 0}, "solver_order 0 is not supported; allowed: a positive integer"),
+    ("ddim", {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}, "infinite noise level"),
     ("dpmpp-2s", {"timestep_spacing": "leading"}, "DPMSolverSinglestepScheduler"),
-    ("PNDMScheduler", {}, "skip_prk_steps"),
+    ("PNDMScheduler", {"prediction_type": "sample"}, "allowed: epsilon, v_prediction"),
     ("lms", {"use_karras_sigmas": True, "use_exponential_sigmas": True}, "only one of"),
 ])
 def test_bad_override_raises_invalid_argument(sampler, overrides, match):

@@ -7,20 +7,39 @@
 
     from soundsmith import edit                           # audio in, audio out
     out = edit.transfer(pipe, "drums.wav", "a jazz drum kit", strength=0.6, seed=0)
+
+    from soundsmith import Request, engine               # one description of any job, one engine that runs it
+    out = engine.run(pipe, Request(prompt="rain on a tin roof", duration=5.0, seed=0))
 """
 
+import importlib
+
 from .errors import AudioFileError, CheckpointError, InvalidArgument, ModelNotFound, SoundsmithError
-from .pipelines import AudioLDM, AudioLDM2, AudioOutput, MusicLDM, Pipeline, load
-from . import edit  # noqa: E402 (after pipelines: edit builds on them)
+from .request import Request
 
 __version__ = "0.1.0"
 
 __all__ = ["AudioLDM", "AudioLDM2", "AudioFileError", "MusicLDM", "AudioOutput", "CheckpointError", "InvalidArgument",
-           "ModelNotFound", "Pipeline", "SoundsmithError", "edit", "load", "save"]
+           "ModelNotFound", "Pipeline", "Request", "SoundsmithError", "edit", "engine", "load", "save"]
+
+# torch and the networks load on first use, so `soundsmith --help`, argument errors and Ctrl-C during start-up are
+# instant and clean (PEP 562)
+_LAZY = {"AudioLDM": "pipelines", "AudioLDM2": "pipelines", "MusicLDM": "pipelines", "Pipeline": "pipelines",
+         "load": "pipelines", "AudioOutput": "engine"}
+_SUBMODULES = {"edit", "engine"}
 
 
-def save(path, waveform, sample_rate: int, metadata: dict | None = None):
-    """Write a waveform (samples,) to WAV (16-bit) or FLAC, atomically, with optional metadata. See audio.write."""
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'soundsmith' has no attribute {name!r}")
+
+
+def save(path, waveform, sample_rate: int, metadata: dict | None = None, *, overwrite: bool = False):
+    """Write a waveform (samples,) to WAV (16-bit) or FLAC, atomically, with optional metadata; an existing file
+    is replaced only with overwrite=True. See audio.write."""
     from .audio import write
 
-    return write(path, waveform, sample_rate, metadata)
+    return write(path, waveform, sample_rate, metadata, overwrite=overwrite)

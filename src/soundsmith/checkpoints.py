@@ -1,8 +1,9 @@
-"""From a model name, hub id or folder to loaded components.
+"""From a model name, hub id, folder or original checkpoint file to loaded components.
 
 - `MODELS`: the published checkpoints of the family, by short name.
-- `resolve()`: name / hub id / folder → local folder in the diffusers layout (downloading only the files a pipeline
-  needs, through huggingface_hub's cache, which honours HF_HOME and HF_HUB_OFFLINE).
+- `resolve()`: name / hub id / folder / original `.ckpt` `.pth` file → local folder in the diffusers layout
+  (downloading only the files a pipeline needs, through huggingface_hub's cache, which honours HF_HOME and
+  HF_HUB_OFFLINE; original checkpoints are converted once into a cache folder, see convert.py).
 - `read_index()`, `load_state_dict()`, `load_module()`, `load_transformers()`: strict, clear-failing loading of the
   pieces named in `model_index.json`.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import configs
 from .errors import CheckpointError, ModelNotFound
 
 
@@ -25,6 +27,7 @@ class ModelSpec:
     family: str
     about: str
     licence: str
+    file: str | None = None  # an original checkpoint in `repo` (converted on first use) instead of a diffusers folder
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -43,6 +46,8 @@ MODELS: dict[str, ModelSpec] = {
     "audioldm2-ljspeech": ModelSpec("anhnct/audioldm2_ljspeech", "AudioLDM 2", "text-to-speech (LJSpeech)",
                                     "CC-BY-NC-SA-4.0"),
     "musicldm": ModelSpec("ucsd-reach/musicldm", "MusicLDM", "text-to-music, 185M UNet", "CC-BY-NC-SA-4.0"),
+    "audioldm-48k": ModelSpec("haoheliu/audioldm_48k", "AudioLDM", "48 kHz text-to-audio (original checkpoint, "
+                              "converted on first use)", "CC-BY-NC-SA-4.0", file="audioldm_48k.pth"),
 }
 
 DEMO = "demo"  # the bundled demo model's name
@@ -113,13 +118,22 @@ def resolve(name_or_path: str) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise ModelNotFound(f"{name!r} is a file, not a model folder (give a folder in the diffusers layout, "
-                            f"a hub id, or one of: {', '.join(MODELS)})")
+        from . import convert
+
+        if convert.is_checkpoint_file(path):
+            return convert.converted_folder(path)
+        raise ModelNotFound(f"{name!r} is a file, not a model folder nor an original checkpoint "
+                            f"({', '.join(convert.SUFFIXES)}): give a folder in the diffusers layout, a hub id, "
+                            f"or one of: {', '.join(MODELS)}")
     if name == DEMO:
         if not (DEMO_FOLDER / "model_index.json").is_file():
             raise ModelNotFound(f"the bundled demo model is missing from this installation ({DEMO_FOLDER}); "
                                 "reinstall soundsmith")
         return DEMO_FOLDER
+    if name in MODELS and MODELS[name].file is not None:
+        from . import convert
+
+        return convert.converted_folder(_download_file(MODELS[name], name), name=name)
     if name in MODELS:
         return _download(MODELS[name].repo, name)
     if _HUB_ID.match(name):
@@ -150,34 +164,85 @@ def _download(repo: str, name: str, also: str = "") -> Path:
                             f"({type(exc).__name__}): {hint}") from None
 
 
-def is_cached(name: str) -> bool:
-    """Whether a known model's snapshot is in the local huggingface cache."""
-    from huggingface_hub import snapshot_download
+def _download_file(spec: ModelSpec, name: str) -> Path:
+    """The original checkpoint file of a MODELS entry, from the huggingface cache or the hub."""
+    from huggingface_hub import constants, hf_hub_download
 
+    hint = f"run `soundsmith download {name}` where the hub is reachable, or convert the file yourself " \
+           f"(`soundsmith convert {spec.file} --out FOLDER`) and pass the folder with -m"
     try:
-        snapshot_download(MODELS[name].repo, local_files_only=True)
+        return Path(hf_hub_download(spec.repo, spec.file, local_files_only=True))
+    except Exception:
+        pass
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFound(f"model {name!r} ({spec.repo}/{spec.file}) is not in the local cache "
+                            f"{constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set: {hint}")
+    try:
+        return Path(hf_hub_download(spec.repo, spec.file))
+    except Exception as exc:
+        raise ModelNotFound(f"model {name!r} ({spec.repo}/{spec.file}) is not cached and could not be downloaded "
+                            f"({type(exc).__name__}): {hint}") from None
+
+
+def is_cached(name: str) -> bool:
+    """Whether a known model's snapshot (or original checkpoint file) is in the local huggingface cache."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    spec = MODELS[name]
+    try:
+        if spec.file is not None:
+            hf_hub_download(spec.repo, spec.file, local_files_only=True)
+        else:
+            snapshot_download(spec.repo, local_files_only=True)
         return True
     except Exception:
         return False
 
 
 def read_json(path: Path) -> dict:
+    """A config file of a model folder: a JSON object, or CheckpointError naming the file."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: the folder is not a complete diffusers checkpoint") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a JSON file") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
+        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise CheckpointError(f"{path} is not valid JSON ({detail})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror})") from None
+    return configs.config_object(value, str(path))
 
 
 def read_index(folder: Path, allowed: tuple[str, ...]) -> dict:
     """model_index.json of a pipeline folder; its `_class_name` must be one of `allowed`."""
     index = read_json(folder / "model_index.json")
     kind = index.get("_class_name")
-    if kind not in allowed:
-        raise CheckpointError(f"{folder} holds a {kind or 'unnamed'} pipeline, not one soundsmith runs "
+    if not isinstance(kind, str) or kind not in allowed:
+        what = f"a {kind}" if isinstance(kind, str) and kind else f"an unnamed ({configs.show(kind)})"
+        raise CheckpointError(f"{folder} holds {what} pipeline, not one soundsmith runs "
                               f"(allowed: {', '.join(allowed)})")
     return index
+
+
+def component_class(folder: Path, index: dict, key: str, allowed: tuple[str, ...] | None = None,
+                    required: bool = True) -> str | None:
+    """The class model_index.json names for component `key`: its entry is [library, class name] (two strings, or
+    null for an absent optional component). A missing or null entry is CheckpointError when `required`, else None;
+    a class outside `allowed` is CheckpointError."""
+    entry = index.get(key)
+    where = f"{folder}/model_index.json"
+    if entry is None or isinstance(entry, list) and len(entry) == 2 and entry[1] is None:
+        if required:
+            raise CheckpointError(f"{where} has no {key!r} component")
+        return None
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)):
+        raise CheckpointError(f"{where}: {key}={configs.show(entry)} is not a component entry "
+                              f"([library, class name], e.g. [\"diffusers\", \"AutoencoderKL\"])")
+    if allowed is not None and entry[1] not in allowed:
+        raise CheckpointError(f"{folder}: {key} is {entry[1]!r}, expected {' or '.join(allowed)}")
+    return entry[1]
 
 
 _LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
@@ -204,9 +269,25 @@ def _weight_files(folder: Path, stem: str) -> list[Path]:
             return [single]
         index = folder / f"{stem}{suffix}.index.json"
         if index.exists():
-            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
-            return [folder / s for s in shards]
+            return [folder / name for name in _shards(index, suffix)]
     raise CheckpointError(f"{folder} has no weights ({stem}.safetensors or {stem}.bin)")
+
+
+def _shards(index: Path, suffix: str) -> list[str]:
+    """The shard files a `*.index.json` names in its weight_map, checked before any is opened: plain relative
+    names inside the component folder (no absolute path, no `..`), with the index's own suffix."""
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: weight_map={configs.show(weight_map)} is not a mapping of tensor names "
+                              "to shard files")
+    shards = sorted({str(name) for name in weight_map.values()})
+    for name in weight_map.values():
+        parts = str(name).replace("\\", "/").split("/")
+        if not isinstance(name, str) or not name.endswith(suffix) or os.path.isabs(name) or ".." in parts \
+                or "" in parts or ":" in name:
+            raise CheckpointError(f"{index} names the shard {configs.show(name)}: shards must be {suffix} files inside "
+                                  f"{index.parent} (no absolute paths, no '..')")
+    return shards
 
 
 def load_state_dict(folder: Path, stem: str) -> dict[str, torch.Tensor]:
@@ -247,8 +328,13 @@ def load_module(module_cls, config, folder: Path, stem: str, dtype: torch.dtype,
     state = load_state_dict(folder, stem)
     if fix_keys is not None:
         state = fix_keys(state)
-    with torch.device("meta"):
-        module = module_cls(config)
+    try:
+        with torch.device("meta"):
+            module = module_cls(config)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
+        # a config every key of which passed its own check, but whose combination builds no network
+        raise CheckpointError(f"{folder}: its config describes no buildable {module_cls.__name__} "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
     shapes = {key: tensor.shape for key, tensor in module.state_dict().items()}  # once: it walks every module
     missing, unexpected = set(shapes) - set(state), set(state) - set(shapes)
     if missing or unexpected:
@@ -279,6 +365,8 @@ def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None =
                               f"(allowed: {', '.join(sorted(TRANSFORMERS_CLASSES))})")
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is missing: the checkpoint has no {folder.name} component")
+    if (folder / "config.json").is_file():
+        configs.check_transformers_config(read_json(folder / "config.json"), str(folder / "config.json"))
     cls = getattr(transformers, class_name)
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()

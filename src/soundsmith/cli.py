@@ -1,112 +1,88 @@
-"""The `soundsmith` command.
+"""The `soundsmith` command: flags become Requests (request.py), the engine runs them, outputs.py writes them.
 
     soundsmith generate "a dog barking in the rain" -d 5 -o dog.wav
+    soundsmith generate --from dog.wav --seed 7 -o dog-7.wav       # make a file's sound again, one field changed
+    soundsmith transfer drums.wav "a jazz drum kit" --strength 0.6
+    soundsmith batch jobs.jsonl --out sounds/ --workers 2        # resumable; --ray for a Ray cluster
     soundsmith models
-    soundsmith download audioldm2
 
-User errors print one line (`soundsmith: error: …`) and exit with status 2; the output path goes to stdout, progress
-and notes to stderr.
+Everything a user typed is checked before a model loads. User errors print one line (`soundsmith: error: …`) and
+exit with status 2; written paths go to stdout, progress and notes to stderr.
 """
 
 import argparse
-import json
+import os
 import secrets
 import sys
-import tempfile
+import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .errors import InvalidArgument, SoundsmithError
-from .jobs import Job, read_prompt_file
+from .request import AUDIO_TASKS, CLI_LABELS, QUALITIES, Request
 
-DEFAULT_MODEL = "audioldm-s-full-v2"
-AUDIO_SUFFIXES = (".wav", ".flac")
+SEED_RANGE = 2 ** 31  # fresh seeds are drawn below this
 
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def slug(text: str, limit: int = 60) -> str:
-    """A file-name-safe stem from a prompt: 'A dog, barking!' → 'a_dog_barking'."""
-    word = "".join(c if c.isalnum() else "_" for c in text.lower())
-    stem = "_".join(w for w in word.split("_") if w)[:limit].rstrip("_")
-    return stem or "sound"
+# ---- flags ------------------------------------------------------------------------------------------------------
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .checkpoints import DEFAULT
 
-def output_paths(out: str | None, prompt: str, n: int, force: bool, folder: Path | None = None,
-                 taken: set | None = None, suffix: str = ".wav") -> list[Path]:
-    """Where the n candidates go: OUT for one, OUT_1 … OUT_n (best first) for several. Without -o, a name made
-    from the prompt (in `folder`) that collides neither with an existing file nor with `taken`. An explicit
-    existing file needs --force."""
-    taken = set() if taken is None else taken
-    if out is None:
-        base = (folder or Path(".")) / (slug(prompt) + suffix)
-        stem, k = base.stem, 1
-        while any(p.exists() or p in taken for p in _numbered(base, n)):
-            k += 1
-            base = base.with_name(f"{stem}-{k}{base.suffix}")
-        paths = _numbered(base, n)
-    else:
-        base = Path(out).expanduser()
-        if base.suffix.lower() not in AUDIO_SUFFIXES:
-            raise InvalidArgument(f"output {out!r} has an unsupported extension (allowed: {', '.join(AUDIO_SUFFIXES)})")
-        paths = _numbered(base, n)
-        existing = [str(p) for p in paths if p.exists()]
-        if existing and not force:
-            raise InvalidArgument(f"output {existing[0]!r} already exists: choose another -o or pass --force to "
-                                  f"overwrite")
-    _check_folder(paths[0].parent)
-    taken.update(paths)
-    return paths
-
-
-def _check_folder(folder: Path) -> None:
-    folder = folder if str(folder) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidArgument(f"output folder {str(folder)!r} cannot be created ({exc.strerror})") from None
-    try:  # a real probe: os.access says yes to root even on read-only or special file systems
-        tempfile.NamedTemporaryFile(dir=folder, prefix=".soundsmith-probe-").close()
-    except OSError as exc:
-        raise InvalidArgument(f"output folder {str(folder)!r} is not writable ({exc.strerror})") from None
-
-
-def _numbered(base: Path, n: int) -> list[Path]:
-    if n == 1:
-        return [base]
-    return [base.with_name(f"{base.stem}_{i}{base.suffix}") for i in range(1, n + 1)]
+    p.add_argument("-m", "--model", default=None,
+                   help=f"model name, hub id, local diffusers folder or original .ckpt/.pth file (converted once) "
+                        f"(default {DEFAULT} when cached or reachable, else the bundled `demo`; `soundsmith models`)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default float32")
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", default=None,
-                   help=f"model name, hub id or local diffusers folder (default {DEFAULT_MODEL} when cached or "
-                        "reachable, else the bundled `demo`; `soundsmith models`)")
+    _add_model_args(p)
     p.add_argument("--lora", default=None, metavar="ADAPTER", help="LoRA adapter folder (soundsmith finetune --lora)")
-    p.add_argument("-d", "--duration", type=float, default=None, help="seconds of audio (default: the model's)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model family's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: family's)")
     p.add_argument("--negative", default=None, help="negative prompt: what the sound should not be")
-    p.add_argument("-n", "--candidates", type=int, default=1, help="waveforms per prompt")
+    p.add_argument("-n", "--candidates", type=int, default=None, help="waveforms per prompt (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, stored in the file)")
     p.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's scheduler)")
-    p.add_argument("-q", "--quality", default=None, choices=["draft", "standard", "high"],
+    p.add_argument("-q", "--quality", default=None, choices=QUALITIES,
                    help="sampler and steps chosen for speed or quality (presets.py); --sampler/--steps override")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0: deterministic)")
     p.add_argument("--transcription", default=None, help="words to speak (AudioLDM 2 speech checkpoints)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="AudioLDM 2 GPT-2 states (speech: 512)")
     p.add_argument("--ranker", default=None,
                    help="CLAP with an audio tower to rank -n candidates (a MusicLDM / AudioLDM 2 / CLAP folder); "
                         "MusicLDM and AudioLDM 2 rank with their own")
-    p.add_argument("--no-rank", action="store_true", help="keep candidates in generation order")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--no-rank", action="store_true", default=None, help="keep candidates in generation order")
     p.add_argument("--offload", action="store_true",
                    help="keep the networks in CPU memory and move each to the GPU only for its stage (less GPU memory)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (the first sound takes minutes to compile; worth it for batches)")
+
+
+def _add_output_args(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("-o", "--output", default=None, help=help)
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+_FLAGS = {"duration": "duration", "steps": "steps", "guidance": "guidance", "negative": "negative_prompt",
+          "candidates": "candidates", "seed": "seed", "sampler": "sampler", "quality": "quality", "eta": "eta",
+          "transcription": "transcription", "max_new_tokens": "max_new_tokens", "ranker": "ranker",
+          "strength": "strength", "cutoff": "cutoff", "seconds": "seconds"}
+
+
+def flag_fields(args) -> dict:
+    """The request fields the user set with flags (a flag left out sets nothing)."""
+    fields = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag, None) is not None}
+    if getattr(args, "no_rank", None):
+        fields["rank"] = False
+    if getattr(args, "model", None) is not None:
+        fields["model"] = args.model
+    return fields
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,130 +92,203 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="text → audio file")
     gen.add_argument("prompt", nargs="?", help="description of the sound")
     gen.add_argument("--prompts", default=None, metavar="FILE",
-                     help="prompt list: one per line (`prompt|name`), or JSON Lines with prompt, negative_prompt, "
-                          "seed, duration, name, transcription")
+                     help="prompt list: one per line (`prompt|name`), or JSON Lines of requests (prompt, "
+                          "negative_prompt, seed, duration, name, transcription, steps, …)")
+    gen.add_argument("--from", dest="source", default=None, metavar="FILE",
+                     help="make the sound of a file soundsmith wrote again (its stored request); flags override")
     _add_generation_args(gen)
-    gen.add_argument("-o", "--output", default=None,
-                     help="output .wav (16-bit) or .flac (default: named from the prompt); with --prompts, a folder "
+    gen.add_argument("-d", "--duration", type=float, default=None, help="seconds of audio (default: the model's)")
+    _add_output_args(gen, "output .wav (16-bit) or .flac (default: named from the prompt); with --prompts, a folder "
                           "(default ./output)")
     gen.add_argument("--format", default="wav", choices=["wav", "flac"], help="file type for --prompts outputs")
-    gen.add_argument("--force", action="store_true", help="overwrite existing output files")
     gen.set_defaults(func=cmd_generate)
 
-    models = sub.add_parser("models", help="list the known model names and whether each is cached")
-    models.set_defaults(func=cmd_models)
+    _add_edit_commands(sub)
+    _add_batch_command(sub)
 
+    models = sub.add_parser("models", help="list the known model names and whether each is here")
+    models.set_defaults(func=cmd_models)
     download = sub.add_parser("download", help="download a model into the huggingface cache")
     download.add_argument("model", help="model name or hub id")
     download.set_defaults(func=cmd_download)
-    from . import data, edit
+
+    from . import convert, data, serve
     from .train import cli as train_cli
 
-    for owner in (data, train_cli, edit):  # each stage owns its subcommands
+    for owner in (data, train_cli, convert, serve):  # each stage owns its subcommands
         owner.add_commands(sub)
     return parser
 
 
-def _jobs(args) -> list[tuple[Job, list[Path]]]:
-    """The sounds to make and where each goes, all checked before any model is loaded."""
-    from .pipelines.base import check_duration, check_positive_int, check_prompt
-
-    if (args.prompt is None) == (args.prompts is None):
-        raise InvalidArgument("give a PROMPT or --prompts FILE (one of them)")
-    n = check_positive_int("candidates (-n)", args.candidates)
-    if args.prompts is None:
-        check_prompt(args.prompt)
-        jobs = [Job(prompt=args.prompt)]
-    else:
-        jobs = read_prompt_file(args.prompts)
-    defaults = dict(negative_prompt=args.negative, seed=args.seed, duration=args.duration,
-                    transcription=args.transcription)
-    planned, taken = [], set()
-    for job in jobs:
-        job = replace(job, **{k: v for k, v in defaults.items() if getattr(job, k) is None})
-        if job.duration is not None:
-            check_duration(job.duration, 0.0, name="duration")
-        if job.seed is None:
-            job = replace(job, seed=secrets.randbelow(2 ** 31))
-        if args.prompts is None:
-            paths = output_paths(args.output, job.prompt, n, args.force, taken=taken)
+def _add_edit_commands(sub) -> None:
+    def command(name, help, generation=True):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("input", help="audio file (wav, flac, ogg, mp3, …)")
+        if generation:
+            _add_generation_args(p)
+            p.add_argument("-d", "--duration", type=float, default=None, help=argparse.SUPPRESS)
         else:
-            folder = Path(args.output or "output").expanduser()
-            named = str(folder / f"{job.name}.{args.format}") if job.name else None
-            paths = output_paths(named, job.prompt, n, args.force, folder=folder, taken=taken,
-                                 suffix=f".{args.format}")
-        _check_metadata_fits(paths[0], job)
-        planned.append((job, paths))
-    return planned
+            _add_model_args(p)
+        _add_output_args(p, "output .wav or .flac (default: INPUT_<command>.wav)")
+        p.set_defaults(func=cmd_edit)
+        return p
+
+    command("reconstruct", "audio → VAE → vocoder: hear the codec's ceiling", generation=False)
+    p = command("transfer", "style transfer: re-render audio towards a prompt")
+    p.add_argument("prompt", help="what the audio should become")
+    p.add_argument("--strength", type=float, default=None, help="0 keeps the input, 1 ignores it (default 0.5)")
+    p = command("inpaint", "regenerate time spans of audio")
+    p.add_argument("prompt", help="what the regenerated spans should sound like")
+    p.add_argument("--mask", action="append", required=True, metavar="START-END",
+                   help="seconds to regenerate, e.g. 2.0-3.5 (repeatable)")
+    p = command("upscale", "super-resolution: regenerate the missing high band")
+    p.add_argument("prompt", nargs="?", default=None, help="description of the audio (optional)")
+    p.add_argument("--cutoff", type=float, default=None, help="Hz above which to regenerate (default: detected)")
+    p = command("extend", "continue a clip")
+    p.add_argument("prompt", help="what the continuation should sound like")
+    p.add_argument("--seconds", type=float, required=True, help="seconds to add")
 
 
-def _check_metadata_fits(path: Path, job: Job) -> None:
-    from .audio import WAV_COMMENT_LIMIT
+def _add_batch_command(sub) -> None:
+    p = sub.add_parser("batch", help="many sounds from a jobs file: resumable, on local workers or a Ray cluster",
+                       description="Make one sound per line of JOBS (JSON Lines of requests, or `prompt|name` text) "
+                                   "into DIR, with DIR/manifest.jsonl recording each as it lands. Rerun the same "
+                                   "command to continue a stopped batch. Flags give every line's defaults.")
+    p.add_argument("jobs", metavar="JOBS", nargs="?",
+                   help="jobs file: JSON Lines (.jsonl) of requests, or `prompt|name` text")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (created when missing)")
+    _add_generation_args(p)
+    p.add_argument("-d", "--duration", type=float, default=None, help="seconds of audio (default: the model's)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes or Ray actors (default: one per GPU; on CPU one, or one per Ray node)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per worker (default: this machine's threads divided between the workers)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS|auto",
+                   help="run on Ray: alone starts a local cluster, `auto` joins this machine's cluster, an address "
+                        "connects to one (pip install 'soundsmith[ray]')")
+    p.add_argument("--format", default="wav", choices=["wav", "flac"], help="output file type (default wav)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for action in p._actions:
+        if action.dest == "seed":
+            action.help = ("base seed: a line without its own seed gets one derived from this and its line number "
+                           "(default 0; docs/batch.md)")
+    p.set_defaults(func=cmd_batch)
 
-    size = len(json.dumps({"prompt": job.prompt, "negative_prompt": job.negative_prompt,
-                           "transcription": job.transcription}, ensure_ascii=True))
-    if path.suffix.lower() == ".wav" and size + 400 > WAV_COMMENT_LIMIT:
-        raise InvalidArgument(f"the prompt is too long to store in a WAV file's metadata ({size} characters): "
-                              f"write .flac instead")
 
+# ---- commands ---------------------------------------------------------------------------------------------------
 
 def cmd_generate(args) -> int:
-    from .pipelines.base import check_guidance, check_positive_int
+    from .outputs import Planner, check_metadata_fits
 
-    if args.steps is not None:
-        check_positive_int("steps", args.steps)
-    if args.guidance is not None:
-        check_guidance(args.guidance)
-    if args.max_new_tokens is not None:
-        check_positive_int("max-new-tokens", args.max_new_tokens)
-    planned = _jobs(args)
+    if args.source is None and (args.prompt is None) == (args.prompts is None):
+        raise InvalidArgument("give a PROMPT or --prompts FILE (one of them)")
+    if args.source is not None and args.prompts is not None:
+        raise InvalidArgument("--from FILE makes one file's sound again: it does not combine with --prompts")
+    fields = flag_fields(args)
+    dtype = args.dtype
+    if args.source is not None:
+        stored, dtype = _from_file(args.source, dtype)
+        fields = {**{k: v for k, v in stored.to_dict().items() if k != "version"}, **fields}
+        if args.prompt is not None:
+            fields["prompt"] = args.prompt
+    elif args.prompt is not None:
+        fields["prompt"] = args.prompt
+    planner = Planner(args.force)
+    if args.prompts is None:
+        request = _with_seed(Request.from_dict(fields, labels=CLI_LABELS))
+        if request.task in AUDIO_TASKS:
+            _check_input(request)
+        paths = (planner.explicit(args.output, request.candidates) if args.output is not None
+                 else planner.from_prompt(_stem(request), request.candidates))
+        jobs = [(request, paths)]
+    else:
+        from .jobs import read_prompt_file
 
-    pipe = _load(args.model, args.device, args.dtype, args.lora, args.compile, args.offload)
-    sampler, steps, guidance = sampling(args, pipe)
-    from .pipelines import AudioLDM2
+        Request.from_dict({**fields, "prompt": "x"}, labels=CLI_LABELS)  # the flags alone, before any line
+        folder = Path(args.output or "output").expanduser()
+        jobs = []
+        for request in read_prompt_file(args.prompts, fields):  # a line names fields as the file does
+            request = _with_seed(request)
+            if request.task in AUDIO_TASKS:
+                _check_input(request)
+            if request.name is not None:
+                paths = planner.explicit(folder / f"{request.name}.{args.format}", request.candidates)
+            else:
+                paths = planner.from_prompt(_stem(request), request.candidates, folder, f".{args.format}")
+            jobs.append((request, paths))
+    for request, paths in jobs:
+        check_metadata_fits(paths[0], request)
+    return _run(args, jobs, dtype)
 
-    speaking = any(job.transcription is not None for job, _ in planned)
-    if (speaking or args.max_new_tokens is not None) and not isinstance(pipe, AudioLDM2):
-        flag = "--transcription" if speaking else "--max-new-tokens"
-        raise InvalidArgument(f"{flag} needs an AudioLDM 2 checkpoint; {pipe.name} is a {type(pipe).__name__}")
-    for number, (job, paths) in enumerate(planned, 1):
-        if len(planned) > 1:
-            _note(f"[{number}/{len(planned)}] {job.prompt}")
-        extra = {}
-        if job.transcription is not None:
-            extra["transcription"] = job.transcription
-        if args.max_new_tokens is not None:
-            extra["max_new_tokens"] = args.max_new_tokens
-        n = len(paths)
-        rank_options = {"rank": not args.no_rank}
-        if args.ranker is not None:
-            rank_options["ranker"] = args.ranker
+
+def cmd_edit(args) -> int:
+    from .checks import parse_span
+    from .outputs import Planner, check_metadata_fits
+
+    fields = {**flag_fields(args), "task": args.command, "input": os.path.abspath(args.input)}
+    if getattr(args, "prompt", None) is not None:
+        fields["prompt"] = args.prompt
+    if getattr(args, "mask", None):
+        fields["masks"] = [parse_span(m) for m in args.mask]
+    request = Request.from_dict(fields, labels=CLI_LABELS)
+    request = _with_seed(request) if request.task != "reconstruct" else request
+    _check_input(request)
+    planner = Planner(args.force)
+    paths = (planner.explicit(args.output, request.candidates) if args.output is not None
+             else planner.from_prompt(f"{Path(args.input).stem} {args.command}", request.candidates))
+    check_metadata_fits(paths[0], request)
+    return _run(args, [(request, paths)], args.dtype)
+
+
+def _stem(request: Request) -> str:
+    return request.prompts[0] if request.prompts else f"{Path(request.input or 'sound').stem} {request.task}"
+
+
+def _with_seed(request: Request) -> Request:
+    """Every generation gets its seed before it runs, so the file says how to make it again."""
+    return request if request.seed is not None else request.replace(seed=secrets.randbelow(SEED_RANGE))
+
+
+def _check_input(request: Request) -> None:
+    """An audio task's input is readable and its masks lie inside it, before any model loads."""
+    from .canvas import input_seconds
+    from .checks import check_spans
+
+    seconds = input_seconds(request.input)
+    if request.masks is not None:
+        check_spans(request.masks, seconds)
+
+
+def _from_file(path: str, dtype: str | None) -> tuple[Request, str]:
+    from .audio import read_metadata
+
+    meta = read_metadata(path)
+    request = Request.from_metadata(meta, source=path)
+    return request, dtype or meta.get("dtype") or "float32"
+
+
+def _run(args, jobs: list, dtype: str | None) -> int:
+    """Load the model once, run every (request, paths) job, write each result."""
+    from . import engine
+    from .outputs import save
+
+    models = {request.model for request, _ in jobs}
+    if len(models) > 1:
+        raise InvalidArgument(f"the prompt file names {len(models)} models ({', '.join(sorted(map(str, models)))}): "
+                              f"one run uses one model (soundsmith batch runs several)")
+    dtype = dtype or "float32"
+    pipe = _load(jobs[0][0].model, args.device, dtype, getattr(args, "lora", None), getattr(args, "compile", False),
+                 getattr(args, "offload", False))
+    for number, (request, paths) in enumerate(jobs, 1):
+        if len(jobs) > 1:
+            _note(f"[{number}/{len(jobs)}] {request.prompts[0] if request.prompts else request.input}")
         started = time.perf_counter()
-        out = pipe(job.prompt, audio_length_in_s=job.duration, num_inference_steps=steps, guidance_scale=guidance,
-                   negative_prompt=job.negative_prompt, num_waveforms_per_prompt=n, eta=args.eta, seed=job.seed,
-                   sampler=sampler, progress=True, **extra, **(rank_options if n > 1 else {}))
-        if args.compile and number == 1:
+        out = engine.run(pipe, request, progress=True)
+        if getattr(args, "compile", False) and number == 1:
             _note(f"first sound, compilation included: {time.perf_counter() - started:.1f} s")
-        _save_all(paths, out, {
-            "prompt": job.prompt, "negative_prompt": job.negative_prompt, "transcription": job.transcription,
-            "model": pipe.name, "seed": job.seed, "steps": steps, "guidance": guidance,
-            "sampler": sampler or "default", "eta": args.eta,
-            "duration": round(out.audios.shape[1] / out.sample_rate, 6), "candidates": n, "dtype": args.dtype,
-        })
+        for path in save(paths, out, dtype=dtype, overwrite=args.force):
+            print(path, flush=True)
     return 0
-
-
-def sampling(args, pipe) -> tuple[str | None, int, float]:
-    """(sampler, steps, guidance) from --sampler/--steps/--guidance, else the --quality preset, else the model's
-    defaults."""
-    sampler, steps = args.sampler, args.steps
-    if args.quality is not None:
-        from .presets import preset
-
-        preset_sampler, preset_steps = preset(pipe.pipeline_class, args.quality)
-        sampler, steps = sampler or preset_sampler, steps or preset_steps
-    guidance = pipe.default_guidance if args.guidance is None else args.guidance
-    return sampler, steps or pipe.default_steps, guidance
 
 
 def _load(model: str | None, device: str, dtype: str, lora: str | None = None, compile: bool = False,
@@ -259,28 +308,64 @@ def _load(model: str | None, device: str, dtype: str, lora: str | None = None, c
     return pipe
 
 
-def _save_all(paths: list[Path], out, metadata: dict) -> None:
-    from . import __version__
-    from .audio import write
+def cmd_batch(args) -> int:
+    """soundsmith.batch.run with the flags as every line's defaults (--seed: the base seed). Exit status: 0 every
+    line done, 1 some failed (DIR/failures.jsonl), 2 a user error before any work (bad lines listed first), 130
+    interrupted (SIGINT or SIGTERM; rerun to continue)."""
+    import signal
+    import threading
 
-    for i, (path, audio) in enumerate(zip(paths, out.audios)):
-        meta = {**metadata, "soundsmith": __version__}
-        if len(paths) > 1:
-            meta["candidate"] = i + 1
-        if out.scores is not None:
-            meta["clap_score"] = round(float(out.scores[i]), 6)
-        write(path, audio, out.sample_rate, meta)
-        print(path)
+    if threading.current_thread() is not threading.main_thread():
+        return _batch(args)
+    before = signal.signal(signal.SIGTERM, _interrupt)  # a stop request ends like Ctrl-C: workers stopped, a note
+    try:
+        return _batch(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _batch(args) -> int:
+    from .batch import BadLines, run
+
+    if args.jobs is None:  # `batch --ray jobs.jsonl …`: the optional value of --ray took the jobs file
+        if args.ray not in (None, "local", "auto") and os.path.isfile(args.ray):
+            args.jobs, args.ray = args.ray, "local"
+        else:
+            raise InvalidArgument("give the JOBS file (soundsmith batch JOBS --out DIR)")
+    fields = flag_fields(args)
+    base_seed = fields.pop("seed", 0)
+    Request.from_dict({**fields, "prompt": "x", "seed": base_seed}, labels=CLI_LABELS)  # the flags alone, first
+    try:
+        summary = run(args.jobs, args.out, defaults=fields, base_seed=base_seed, fmt=args.format,
+                      workers=args.workers, threads=args.threads, device=args.device, dtype=args.dtype or "float32",
+                      lora=args.lora, compile=args.compile, offload=args.offload, ray=args.ray,
+                      progress=not args.quiet)
+    except BadLines as exc:
+        for problem in exc.problems:
+            _note(f"soundsmith: {args.jobs} {problem}")
+        raise InvalidArgument(f"{args.jobs}: {len(exc.problems)} bad line{'s' if len(exc.problems) > 1 else ''}, "
+                              f"nothing was run") from None
+    _note(f"soundsmith batch: {summary}")
+    print(summary.folder / "manifest.jsonl", flush=True)
+    return 1 if summary.failed else 0
 
 
 def cmd_models(args) -> int:
-    from .checkpoints import MODELS, is_cached
+    from .checkpoints import DEMO, MODELS, is_cached
 
-    rows = [(name, spec.repo, spec.family, "cached" if is_cached(name) else "-", spec.about)
-            for name, spec in MODELS.items()]
+    rows = [("name", "hub id", "family", "here", "what")]
+    rows.append((DEMO, "(bundled with soundsmith)", "AudioLDM", "bundled", "demo model trained by soundsmith, 22 kHz"))
+    rows += [(name, spec.repo, spec.family, "cached" if is_cached(name) else "no", spec.about)
+             for name, spec in MODELS.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+    print("\nhere: cached = in the huggingface cache (HF_HOME); no = `soundsmith download NAME` fetches it; "
+          "bundled = shipped in the package", file=sys.stderr)
     return 0
 
 
@@ -291,17 +376,35 @@ def cmd_download(args) -> int:
     return 0
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temporary files are removed on the way out
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"soundsmith: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except SoundsmithError as exc:
-        print(f"soundsmith: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("soundsmith: interrupted", file=sys.stderr)
-        return 130
+    import signal
+    import warnings
+
+    from .errors import SoundsmithWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")  # third-party warnings are not the user's business; ours are one line each
+        warnings.filterwarnings("default", category=SoundsmithWarning)
+        warnings.showwarning = _show_warning
+        try:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _terminate)
+            args = build_parser().parse_args(argv)
+            return args.func(args)
+        except SoundsmithError as exc:
+            print(f"soundsmith: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("soundsmith: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -24,3 +24,16 @@ class CheckpointError(SoundsmithError):
 
 class AudioFileError(SoundsmithError):
     """An audio file that cannot be read or written."""
+
+
+class OutputExists(AudioFileError):
+    """The output path was taken (by a file that appeared while the run was under way) and is not to be replaced."""
+
+
+class NonFiniteError(SoundsmithError):
+    """Generation produced NaN or infinite values (an extreme setting, a float16 overflow, broken weights)."""
+
+
+class SoundsmithWarning(UserWarning):
+    """Something the user should know that does not stop the run (candidates left unranked …); the CLI prints it as
+    one `soundsmith: warning: …` line."""

@@ -11,10 +11,12 @@ Decoding in chunks with exact seams lives in chunked.py.
 
 When: a pipeline holds a `LongForm` (`pipe.long_form`). Up to `above_seconds` (20.48 s: twice the 10.24 s clips the
 family was trained on) generation runs in one pass over the whole length, exactly as diffusers does, whatever the
-window; longer audio is denoised in windows and decoded in chunks. Shapes: latents (B, C, rows, W), mel (B, T, M),
-waveforms (B, samples).
+window; longer audio is denoised in windows and decoded in chunks. The engine decides once per call (`is_long`) and
+hands the answer to each stage. Everything here takes numbers (rows, seconds per row) and the networks, never the
+pipeline. Shapes: latents (B, C, rows, W), mel (B, T, M), waveforms (B, samples).
 """
 
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,66 +55,46 @@ class LongForm:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise InvalidArgument(f"{name}={getattr(self, name)!r} is not allowed: give a whole number ≥ 1")
 
+    def is_long(self, rows: int, row_seconds: float) -> bool:
+        """Whether `rows` latent rows of `row_seconds` each are long-form (windows and chunked decoding)."""
+        return rows * row_seconds > self.above_seconds + 1e-9
 
-# ------------------------------------------------------------------------------------------ pipeline glue
+    def window_rows(self, row_seconds: float, sample_size: int | None) -> int:
+        """The denoising window in latent rows: window_seconds, or the UNet's sample_size (its training length)."""
+        if self.window_seconds is None:
+            return int(sample_size or round(10.24 / row_seconds))
+        rows = round(self.window_seconds / row_seconds)
+        if rows < 2:
+            raise InvalidArgument(f"window_seconds={self.window_seconds!r} is shorter than two latent rows "
+                                  f"({2 * row_seconds:g} s): give a longer window")
+        return rows
 
+    def windowed(self, model: Callable, rows: int, row_seconds: float, sample_size: int | None, width: int,
+                 calls: int, progress: bool) -> tuple[Callable, object]:
+        """The windowed model over long latents (B, C, rows, width) and its progress bar (or None), which counts
+        UNet evaluations of one window: `calls` model calls × windows; `model` itself when one window covers all."""
+        window = self.window_rows(row_seconds, sample_size)
+        if rows <= window:
+            return model, None
+        stride = max(1, round(window * (1 - self.overlap)))
+        starts = window_starts(rows, window, stride)
+        per_call = max(1, self.positions_per_call // (window * width))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
 
-def row_seconds(pipe) -> float:
-    """Seconds per latent row (0.04 for the family's 16 kHz checkpoints)."""
-    return pipe.frame_seconds * pipe.vae_scale_factor
+            bar = tqdm(total=calls * len(starts), unit="window", file=sys.stderr,
+                       desc=f"{len(starts)} windows of {window * row_seconds:g} s")
+        return windowed(model, rows, window, stride, per_call, bar), bar
 
+    def decode_mel(self, vae, latents: torch.Tensor, long: bool) -> torch.Tensor:
+        """(B, C, rows, W) latents already divided by scaling_factor → (B, T, M) mel, chunked when long."""
+        mel = vae_decode(vae, latents, self.decode_rows, self.budget_mb) if long else vae.decode(latents)
+        return mel.squeeze(1)
 
-def is_long(pipe, rows: int) -> bool:
-    """Whether `rows` latent rows are long-form for this pipeline (windows and chunked decoding)."""
-    return rows * row_seconds(pipe) > pipe.long_form.above_seconds + 1e-9
-
-
-def window_rows(pipe) -> int:
-    """The denoising window in latent rows: window_seconds, or the UNet's sample_size."""
-    seconds = pipe.long_form.window_seconds
-    if seconds is None:
-        return int(pipe.unet_sample_size or round(10.24 / row_seconds(pipe)))
-    rows = round(seconds / row_seconds(pipe))
-    if rows < 2:
-        raise InvalidArgument(f"window_seconds={seconds!r} is shorter than two latent rows "
-                              f"({2 * row_seconds(pipe):g} s): give a longer window")
-    return rows
-
-
-def long_denoiser(pipe, model: Callable, rows: int, calls: int, progress: bool) -> tuple[Callable, object]:
-    """`model` itself for short latents; for long ones the windowed model and its progress bar (or None), which
-    counts window evaluations: `calls` model calls × windows."""
-    if not is_long(pipe, rows) or rows <= window_rows(pipe):
-        return model, None
-    window = window_rows(pipe)
-    stride = max(1, round(window * (1 - pipe.long_form.overlap)))
-    starts = window_starts(rows, window, stride)
-    width = pipe.vocoder.config.model_in_dim // pipe.vae_scale_factor
-    per_call = max(1, pipe.long_form.positions_per_call // (window * width))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        import sys
-
-        bar = tqdm(total=calls * len(starts), unit="window", file=sys.stderr,
-                   desc=f"{len(starts)} windows of {window * row_seconds(pipe):g} s")
-    return windowed(model, rows, window, stride, per_call, bar), bar
-
-
-def decode_mel(pipe, latents: torch.Tensor) -> torch.Tensor:
-    """(B, C, rows, W) latents already divided by scaling_factor → (B, T, M) mel, chunked when long."""
-    if is_long(pipe, latents.shape[-2]):
-        mel = vae_decode(pipe.vae, latents, pipe.long_form.decode_rows, pipe.long_form.budget_mb)
-    else:
-        mel = pipe.vae.decode(latents)
-    return mel.squeeze(1)
-
-
-def vocode(pipe, mel: torch.Tensor) -> torch.Tensor:
-    """(B, T, M) mel → (B, samples) waveform, chunked when long."""
-    if is_long(pipe, -(-mel.shape[1] // pipe.vae_scale_factor)):
-        return vocode_chunked(pipe.vocoder, mel, pipe.long_form.vocoder_frames)
-    return pipe.vocoder(mel)
+    def vocode(self, vocoder, mel: torch.Tensor, long: bool) -> torch.Tensor:
+        """(B, T, M) mel → (B, samples) waveform, chunked when long."""
+        return vocode_chunked(vocoder, mel, self.vocoder_frames) if long else vocoder(mel)
 
 
 # --------------------------------------------------------------------------------------- windowed denoising
@@ -136,7 +118,7 @@ def taper(window: int, ramp: int) -> torch.Tensor:
 def windowed(model: Callable, rows: int, window: int, stride: int, per_call: int = 1, bar=None) -> Callable:
     """MultiDiffusion: model(x, t) on (N, C, rows, W) as the taper-weighted mean of model(x_w, t) over windows,
     `per_call` windows stacked along the batch per call ((k·N, C, window, W): the model must accept a batch that is
-    a multiple of its conditioning's, as `pipelines.base.guided` does)."""
+    a multiple of its conditioning's, as `engine.guided` does)."""
     starts = window_starts(rows, window, stride)
     weight = taper(window, window - stride)
     total = torch.zeros(rows, dtype=torch.float64)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import audio as audio_lib
 from . import checkpoints
-from .errors import CheckpointError
+from .errors import CheckpointError, SoundsmithWarning
 from .models.conditioning import clap_text_embeds
 
 
@@ -89,9 +89,10 @@ def load_ranker(folder: str) -> Ranker:
     return Ranker.from_folder(folder)
 
 
-def pipeline_ranker(pipe, ranker=None) -> Ranker | None:
+def pipeline_ranker(pipe, ranker=None, label: str = "ranker=") -> Ranker | None:
     """The ranker a pipeline uses: `ranker` (a Ranker, or a folder / name to load one from), else the pipeline's own
-    CLAP when it has an audio tower (MusicLDM, AudioLDM 2), else None with a warning saying how to get one."""
+    CLAP when it has an audio tower (MusicLDM, AudioLDM 2), else None with a warning saying how to get one (`label`:
+    how the caller's door names the ranker argument)."""
     if isinstance(ranker, Ranker):
         return ranker
     if ranker is not None:
@@ -99,6 +100,6 @@ def pipeline_ranker(pipe, ranker=None) -> Ranker | None:
     if hasattr(pipe.text_encoder, "audio_model") and getattr(pipe, "feature_extractor", None) is not None:
         return Ranker(pipe.text_encoder, pipe.tokenizer, pipe.feature_extractor)
     warnings.warn(f"{pipe.name}: candidates are returned unranked, because this checkpoint's CLAP has no audio "
-                  f"tower; pass ranker= (a MusicLDM or AudioLDM 2 folder, or a CLAP model folder) to rank them",
-                  stacklevel=3)
+                  f"tower; pass {label} (a MusicLDM or AudioLDM 2 folder, or a CLAP model folder) to rank them",
+                  SoundsmithWarning, stacklevel=4)
     return None

@@ -21,9 +21,9 @@ from .errors import InvalidArgument
 from .schedules import SAMPLERS, Plan, add_noise, plan, sde_midpoint, sigma_to_t, start_at
 
 __all__ = ["SAMPLERS", "Plan", "plan", "run", "start_at", "add_noise", "randn", "ancestral_step", "BrownianNoise",
-           "sample_ddim", "sample_plms", "sample_lms", "sample_euler", "sample_euler_ancestral", "sample_heun",
-           "sample_dpm_2", "sample_dpm_2_ancestral", "sample_dpmpp_2m", "sample_dpmpp_singlestep",
-           "sample_dpmpp_sde", "sample_deis", "sample_unipc"]
+           "dynamic_threshold", "sample_ddim", "sample_pndm", "sample_plms", "sample_lms", "sample_euler",
+           "sample_euler_ancestral", "sample_heun", "sample_dpm_2", "sample_dpm_2_ancestral", "sample_dpmpp_2m",
+           "sample_dpmpp_singlestep", "sample_dpmpp_sde", "sample_deis", "sample_unipc"]
 
 
 def randn(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
@@ -75,10 +75,14 @@ def _relabel(x, sigma, sigma_new):
 
 
 @torch.no_grad()
-def sample_ddim(model, x, sigmas, *, eta=0.0, sigmas_next=None, generator=None, callback=None):
+def sample_ddim(model, x, sigmas, *, eta=0.0, sigmas_next=None, sigmas_up=None, clip=None, generator=None,
+                callback=None):
     """DDIM (Song et al. 2021, arXiv:2010.02502, eq. 12): x' = D + sigma_down eps + sigma_up z, an Euler step in
     sigma when eta = 0; eta = 1 is DDPM ancestral sampling (Ho et al. 2020, arXiv:2006.11239).
-    sigmas_next[i]: the level step i lands on, when it is not sigmas[i+1] (see `_relabel`)."""
+    sigmas_next[i]: the level step i lands on, when it is not sigmas[i+1] (see `_relabel`).
+    sigmas_up[i]: the noise of step i, when it is not the posterior's (DDPM's 'fixed_large' variance, beta_t).
+    clip(D): a clipped D for the first term only; eps stays the model's (diffusers' DDIM step without
+    use_clipped_model_output)."""
     sigmas_next = sigmas[1:] if sigmas_next is None else sigmas_next
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
@@ -86,7 +90,8 @@ def sample_ddim(model, x, sigmas, *, eta=0.0, sigmas_next=None, generator=None, 
             x = _relabel(x, sigmas_next[i - 1], sigma)
         denoised = model(x, sigma)
         sigma_down, sigma_up = ancestral_step(sigma, sigmas_next[i], eta)
-        x = denoised + (x - denoised) / sigma * sigma_down
+        sigma_up = sigma_up if sigmas_up is None else sigmas_up[i]
+        x = (denoised if clip is None else clip(denoised)) + (x - denoised) / sigma * sigma_down
         if eta > 0 and sigma_up > 0:
             x = x + _noise(x, generator) * sigma_up
         if callback is not None:
@@ -126,7 +131,7 @@ def sample_plms(model, x, sigmas, *, sigmas_next=None, heun_start=True, sigma_pr
     sigmas_next = sigmas[1:] if sigmas_next is None else sigmas_next
     sigma_predict = sigmas_next[0] if sigma_predict is None else sigma_predict
     sigma_restart = sigmas[0] if sigma_restart is None else sigma_restart
-    into, back = (_eps_to_v, _v_to_eps) if combine_v else (lambda e, x, s: e, lambda e, x, s: e)
+    into, back = _v_mixing(combine_v)
     history = []
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas_next[i]
@@ -143,6 +148,60 @@ def sample_plms(model, x, sigmas, *, sigmas_next=None, heun_start=True, sigma_pr
             x = x + (sigma_next - sigma) * back(_adams_bashforth(history), x, sigma)
         if callback is not None:
             callback(i, x, sigma_next)
+    return x
+
+
+def _v_mixing(combine_v):
+    """(into, back): how diffusers' PNDM mixes model outputs. With v_prediction it mixes the raw v outputs and turns
+    the mix into eps at the step's start (latents, level); otherwise eps is mixed directly."""
+    if combine_v:
+        return _eps_to_v, _v_to_eps
+    return (lambda eps, x, sigma: eps), (lambda eps, x, sigma: eps)
+
+
+@torch.no_grad()
+def sample_pndm(model, x, sigmas, *, sigmas_next, sigmas_early, sigmas_mid, combine_v=False, callback=None):
+    """Pseudo numerical methods (PNDM; Liu et al. 2022, arXiv:2202.09778, alg. 1-2) as diffusers' PNDMScheduler runs
+    them by default: the first len(sigmas_mid) steps are pseudo Runge-Kutta (RK4 through the DDIM transfer
+    x' = x0 + (sigma' - sigma) e, four calls: e1 at the start, e2 at the midpoint from the transfer with e1, e3 at
+    the midpoint from the transfer with e2, e4 at the end from the transfer with e3, then e = (e1 + 2 e2 + 2 e3 +
+    e4) / 6); later steps are pseudo linear multistep (Adams-Bashforth over the last four eps, the RK steps' e1
+    included). diffusers' quirk, kept: e1's transfer lands at `sigmas_early` (t - h) and is read at the midpoint
+    `sigmas_mid` (t' + h), which differ when the spacing is not even. callback(k, x, sigma) after every model call k
+    (diffusers returns a sample from each)."""
+    into, back = _v_mixing(combine_v)
+    history, k = [], 0
+
+    def report(x, sigma):
+        nonlocal k
+        if callback is not None:
+            callback(k, x, sigma)
+        k += 1
+
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas_next[i]
+        if i > 0:
+            x = _relabel(x, sigmas_next[i - 1], sigma)
+        out = into((x - model(x, sigma)) / sigma, x, sigma)
+        history = (history + [out])[-4:]
+        if i < len(sigmas_mid):
+            x0, early, mid, total = x, sigmas_early[i], sigmas_mid[i], out / 6
+            x = x0 + (early - sigma) * back(out, x0, sigma)
+            report(x, early)
+            x = _relabel(x, early, mid)
+            out = into((x - model(x, mid)) / mid, x, mid)
+            total = total + out / 3
+            x = x0 + (mid - sigma) * back(out, x0, sigma)
+            report(x, mid)
+            out = into((x - model(x, mid)) / mid, x, mid)
+            total = total + out / 3
+            x = x0 + (sigma_next - sigma) * back(out, x0, sigma)
+            report(x, sigma_next)
+            out = into((x - model(x, sigma_next)) / sigma_next, x, sigma_next)
+            x = x0 + (sigma_next - sigma) * back(total + out / 6, x0, sigma)
+        else:
+            x = x + (sigma_next - sigma) * back(_adams_bashforth(history), x, sigma)
+        report(x, sigma_next)
     return x
 
 
@@ -497,6 +556,7 @@ def sample_unipc(model, x, sigmas, *, orders=None, correct=None, solver_type="bh
     """UniPC (Zhao et al. 2023, arXiv:2302.04867), data prediction: each new denoised first corrects the previous
     step (UniC, no extra model call), then predicts the next (UniP); no corrector after the last step."""
     history, x_last, order_last = [], None, 1
+    keep = max(3, *(orders or (2,)))
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
         denoised = model(x, sigma)
@@ -504,7 +564,7 @@ def sample_unipc(model, x, sigmas, *, orders=None, correct=None, solver_type="bh
             previous = [(sigmas[i - 1 - k], history[-1 - k]) for k in range(1, order_last)]
             x = _unipc_update(x_last, sigmas[i - 1], sigma, history[-1], previous, _rhos_c, order_last, solver_type,
                               m_t=denoised)
-        history = (history + [denoised])[-3:]
+        history = (history + [denoised])[-keep:]
         order = min(2 if orders is None else orders[i], i + 1)
         x_last, order_last = x, order
         previous = [(sigmas[i - k], history[-1 - k]) for k in range(1, order)]
@@ -514,15 +574,24 @@ def sample_unipc(model, x, sigmas, *, orders=None, correct=None, solver_type="bh
     return x
 
 
-_SAMPLE = {"ddim": sample_ddim, "ddpm": sample_ddim, "pndm": sample_plms, "lms": sample_lms, "euler": sample_euler,
-           "euler-a": sample_euler_ancestral, "heun": sample_heun, "kdpm2": sample_dpm_2,
+_SAMPLE = {"ddim": sample_ddim, "ddpm": sample_ddim, "pndm": sample_pndm, "plms": sample_plms, "lms": sample_lms,
+           "euler": sample_euler, "euler-a": sample_euler_ancestral, "heun": sample_heun, "kdpm2": sample_dpm_2,
            "kdpm2-a": sample_dpm_2_ancestral, "dpmpp-2m": sample_dpmpp_2m, "dpmpp-2m-sde": sample_dpmpp_2m,
            "dpmpp-2s": sample_dpmpp_singlestep, "dpm-sde": sample_dpmpp_sde, "deis": sample_deis,
            "unipc": sample_unipc}
 _SCHEDULE_ONLY = ("step_ratio", "final")  # kept for start_at
 
 
-def _denoiser(plan: Plan, model, denoised_hook, dtype):
+def _clip(config: dict):
+    """The scheduler's own x0 clipping (dynamic thresholding, else clip_sample), as a function, or None."""
+    if config.get("thresholding"):
+        return lambda x0: dynamic_threshold(x0, config["dynamic_thresholding_ratio"], config["sample_max_value"])
+    if config.get("clip_sample"):
+        return lambda x0: x0.clamp(-config["clip_sample_range"], config["clip_sample_range"])
+    return None
+
+
+def _denoiser(plan: Plan, model, denoised_hook, dtype, clip=None):
     """D(x; sigma) from the pipeline's `model(x_in, t)`: x_in = x / sqrt(sigma^2 + 1) and t the timestep diffusers
     feeds that call (the samplers call the model in diffusers' order; a level off the plan gets its timestep by
     diffusers' log-sigma interpolation); eps, v (Salimans & Ho 2022) or sample prediction per the config."""
@@ -548,10 +617,19 @@ def _denoiser(plan: Plan, model, denoised_hook, dtype):
             denoised = x - sigma * out
         elif prediction == "v_prediction":
             denoised = out * (-sigma / (sigma ** 2 + 1) ** 0.5) + x / (sigma ** 2 + 1)
-        else:
+        else:  # "sample" (Euler's alias "original_sample")
             denoised = out
+        denoised = denoised if clip is None else clip(denoised)
         return denoised if denoised_hook is None else denoised_hook(denoised, sigma)
     return denoise
+
+
+def dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
+    """Dynamic thresholding (Saharia et al. 2022, arXiv:2205.11487, sec. 2.3) of x0 predictions (B, ...): s = the
+    `ratio` quantile of |x0| per sample, kept within [1, max_value]; x0 is clipped to [-s, s] and divided by s."""
+    flat = x0.reshape(x0.shape[0], -1)
+    s = torch.quantile(flat.abs().float(), ratio, dim=1).clamp(min=1, max=max_value).unsqueeze(1)
+    return (flat.clamp(-s, s) / s).reshape(x0.shape).to(x0.dtype)
 
 
 def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, callback=None, callback_steps=1,
@@ -585,6 +663,8 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
 
     def on_step(k, x, sigma):
         i = plan.step_calls[k]
+        if i is None:  # a warm-up call, where diffusers' loop reports nothing
+            return
         if bar is not None:
             bar.update()
         if callback is not None and i % callback_steps == 0:
@@ -596,7 +676,13 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
     sample = _SAMPLE[plan.name]
     if "generator" in inspect.signature(sample).parameters:
         options["generator"] = generator
-    x = sample(_denoiser(plan, model, denoised_hook, dtype), x, sigmas, callback=on_step, **options)
+    if plan.config.get("noise_sampler_seed") is not None:  # DPM-SDE's Brownian path from its own seed, as diffusers
+        seeded = torch.Generator(x.device).manual_seed(int(plan.config["noise_sampler_seed"]))
+        options["noise_sampler"] = BrownianNoise(x, seeded)
+    clip = _clip(plan.config)
+    if plan.name == "ddim":  # DDIM clips the x0 term only
+        options["clip"], clip = clip, None
+    x = sample(_denoiser(plan, model, denoised_hook, dtype, clip), x, sigmas, callback=on_step, **options)
     if bar is not None:
         bar.close()
     return in_diffusers_space(x, sigmas[-1])

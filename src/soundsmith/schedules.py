@@ -12,7 +12,6 @@ beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_
 prediction_type="epsilon", timestep_spacing="leading")`.
 """
 
-import difflib
 import math
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -22,114 +21,7 @@ import numpy as np
 import torch
 
 from .errors import InvalidArgument
-
-_COMMON = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
-           "trained_betas": None, "prediction_type": "epsilon"}
-_SIGMA_KINDS = {"use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False}
-_SPACING = {"timestep_spacing": "linspace", "steps_offset": 0}
-_SOLVER = {"solver_order": 2, "thresholding": False, "dynamic_thresholding_ratio": 0.995, "sample_max_value": 1.0,
-           "lower_order_final": True, "use_flow_sigmas": False, "flow_shift": 1.0, "use_dynamic_shifting": False,
-           "time_shift_type": "exponential"}
-
-# Each diffusers scheduler class: its config keys with their defaults (diffusers 0.42.1 signatures).
-DEFAULTS = {
-    "DDIMScheduler": {**_COMMON, "clip_sample": True, "set_alpha_to_one": True, "steps_offset": 0,
-                      "thresholding": False, "dynamic_thresholding_ratio": 0.995, "clip_sample_range": 1.0,
-                      "sample_max_value": 1.0, "timestep_spacing": "leading", "rescale_betas_zero_snr": False},
-    "DDPMScheduler": {**_COMMON, "variance_type": "fixed_small", "clip_sample": True, "thresholding": False,
-                      "dynamic_thresholding_ratio": 0.995, "clip_sample_range": 1.0, "sample_max_value": 1.0,
-                      "timestep_spacing": "leading", "steps_offset": 0, "rescale_betas_zero_snr": False},
-    "PNDMScheduler": {**_COMMON, "skip_prk_steps": False, "set_alpha_to_one": False, "timestep_spacing": "leading",
-                      "steps_offset": 0},
-    "LMSDiscreteScheduler": {**_COMMON, **_SIGMA_KINDS, **_SPACING},
-    "EulerDiscreteScheduler": {**_COMMON, "interpolation_type": "linear", **_SIGMA_KINDS, "sigma_min": None,
-                               "sigma_max": None, **_SPACING, "timestep_type": "discrete",
-                               "rescale_betas_zero_snr": False, "final_sigmas_type": "zero"},
-    "EulerAncestralDiscreteScheduler": {**_COMMON, **_SPACING, "rescale_betas_zero_snr": False},
-    "HeunDiscreteScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS,
-                              "clip_sample": False, "clip_sample_range": 1.0, **_SPACING},
-    "KDPM2DiscreteScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS, **_SPACING},
-    "KDPM2AncestralDiscreteScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS,
-                                        **_SPACING},
-    "DPMSolverMultistepScheduler": {**_COMMON, **_SOLVER, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
-                                    "euler_at_final": False, **_SIGMA_KINDS, "use_lu_lambdas": False,
-                                    "final_sigmas_type": "zero", "lambda_min_clipped": -math.inf,
-                                    "variance_type": None, **_SPACING, "rescale_betas_zero_snr": False},
-    "DPMSolverSinglestepScheduler": {**_COMMON, **_SOLVER, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
-                                     "lower_order_final": False, **_SIGMA_KINDS, "final_sigmas_type": "zero",
-                                     "lambda_min_clipped": -math.inf, "variance_type": None},
-    "DPMSolverSDEScheduler": {**_COMMON, "beta_start": 0.00085, "beta_end": 0.012, **_SIGMA_KINDS,
-                              "noise_sampler_seed": None, **_SPACING},
-    "DEISMultistepScheduler": {**_COMMON, **_SOLVER, "algorithm_type": "deis", "solver_type": "logrho",
-                               **_SIGMA_KINDS, **_SPACING},
-    "UniPCMultistepScheduler": {**_COMMON, **_SOLVER, "predict_x0": True, "solver_type": "bh2",
-                                "disable_corrector": [], "solver_p": None, **_SIGMA_KINDS, **_SPACING,
-                                "final_sigmas_type": "zero", "rescale_betas_zero_snr": False, "sigma_min": None,
-                                "sigma_max": None, "shift_terminal": None},
-}
-
-# Short names (`--sampler`) → (diffusers class, the config keys that pick the variant).
-SAMPLERS = {
-    "ddim": ("DDIMScheduler", {}),
-    "ddpm": ("DDPMScheduler", {}),
-    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
-    "lms": ("LMSDiscreteScheduler", {}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
-    "kdpm2": ("KDPM2DiscreteScheduler", {}),
-    "kdpm2-a": ("KDPM2AncestralDiscreteScheduler", {}),
-    "dpmpp-2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp-2m-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "dpmpp-2s": ("DPMSolverSinglestepScheduler", {"solver_order": 2}),
-    "dpm-sde": ("DPMSolverSDEScheduler", {}),
-    "deis": ("DEISMultistepScheduler", {}),
-    "unipc": ("UniPCMultistepScheduler", {}),
-}
-
-# Config values we reproduce; any other value of these keys is refused rather than silently ignored.
-_SPACINGS = ("leading", "linspace", "trailing")
-_ALLOWED = {
-    "beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
-    "prediction_type": ("epsilon", "v_prediction", "sample"),
-    "timestep_spacing": _SPACINGS,
-    "final_sigmas_type": ("zero", "sigma_min"),
-    "interpolation_type": ("linear", "log_linear"),
-    "timestep_type": ("discrete",),
-    "variance_type": ("fixed_small", None),
-    "solver_order": (1, 2, 3),
-    "clip_sample": (False,),      # latents are not images in [-1, 1]: the AudioLDM configs all set False
-    "thresholding": (False,),
-    "rescale_betas_zero_snr": (False,),  # zero terminal SNR means sigma = inf, outside the VE parameterisation
-    "use_beta_sigmas": (False,),  # needs scipy's beta quantile
-    "use_flow_sigmas": (False,),
-    "use_dynamic_shifting": (False,),
-    "predict_x0": (True,),
-    "solver_p": (None,),
-    "shift_terminal": (None,),
-    "skip_prk_steps": (True,),    # PNDM's Runge-Kutta warm-up is not reproduced; AudioLDM pipelines skip it
-}
-_WHY = {"skip_prk_steps": "PNDM's Runge-Kutta warm-up is not reproduced; the 'pndm' sampler skips it, as the "
-                          "AudioLDM pipelines do",
-        "clip_sample": "latents are not images in [-1, 1]; the AudioLDM-family configs set it False",
-        "thresholding": "dynamic thresholding is for pixel-space models",
-        "rescale_betas_zero_snr": "a zero terminal SNR puts sigma at infinity",
-        "use_beta_sigmas": "beta sigmas need scipy's beta quantile function"}
-_ALGORITHMS = {"DPMSolverMultistepScheduler": ("dpmsolver++", "sde-dpmsolver++"),
-               "DPMSolverSinglestepScheduler": ("dpmsolver++", "sde-dpmsolver++"),
-               "DEISMultistepScheduler": ("deis",)}
-_SOLVER_TYPES = {"DPMSolverMultistepScheduler": ("midpoint", "heun"),
-                 "DPMSolverSinglestepScheduler": ("midpoint", "heun"),
-                 "DEISMultistepScheduler": ("logrho",), "UniPCMultistepScheduler": ("bh1", "bh2")}
-# diffusers re-maps another family's algorithm/solver names when a config moves between classes.
-_REMAP = {"DPMSolverMultistepScheduler": {"algorithm_type": {"deis": "dpmsolver++"},
-                                          "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"}},
-          "DPMSolverSinglestepScheduler": {"algorithm_type": {"deis": "dpmsolver++"},
-                                           "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"}},
-          "DEISMultistepScheduler": {"algorithm_type": {"dpmsolver": "deis", "dpmsolver++": "deis"},
-                                     "solver_type": {"midpoint": "logrho", "heun": "logrho", "bh1": "logrho",
-                                                     "bh2": "logrho"}},
-          "UniPCMultistepScheduler": {"solver_type": {"midpoint": "bh2", "heun": "bh2", "logrho": "bh2"}}}
+from .scheduler_config import DEFAULTS, SAMPLERS, alphas_cumprod, resolve  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,8 +32,8 @@ class Plan:
         last step lands: 0, or sigma_min for schedules that stop short of it, as diffusers' do).
     timesteps: (M,) the values fed to the model, one per model call, exactly diffusers' `scheduler.timesteps`.
     call_sigmas: (M,) the noise level of each model call (its input is x / sqrt(sigma^2 + 1)).
-    step_calls: the index into `timesteps` of the model call that completes step k (where diffusers' loop would
-        fire its callback).
+    step_calls: for the sampler's k-th callback, the index into `timesteps` of the model call it follows (where
+        diffusers' loop fires its callback), or None where diffusers' loop fires none (PNDM's Runge-Kutta warm-up).
     space: "vp" if diffusers' latents are x / sqrt(1 + sigma^2) (DDIM, DPM-Solver …), "ve" if they are x (Euler …).
     order: diffusers' `scheduler.order`; the callback's step index is the loop index // order.
     options: keyword arguments of the sampler function; tuple/tensor values hold one entry per step.
@@ -161,86 +53,6 @@ class Plan:
     call_sigmas: torch.Tensor = None
     alphas_cumprod: torch.Tensor = None
     options: dict = field(default_factory=dict)
-
-
-def _refuse(what: str, value, allowed, why: str | None = None) -> InvalidArgument:
-    """One-line error naming the value, the close allowed names (difflib) and all allowed ones."""
-    allowed = [str(a) for a in allowed]
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    why = f" ({why})" if why else ""
-    return InvalidArgument(f"{what} {value!r} is not supported{hint}{why}; allowed: {', '.join(allowed)}")
-
-
-def resolve(scheduler_config: dict, sampler: str | None, overrides: dict) -> tuple[str, str, dict, float]:
-    """(short name, diffusers class, resolved config, eta) the way `Class.from_config(scheduler_config, **overrides)`
-    builds it: the config keys the class understands, its defaults for the rest, then the variant and overrides."""
-    if sampler is None:
-        sampler = scheduler_config.get("_class_name")
-        if sampler is None:
-            raise InvalidArgument("scheduler_config has no '_class_name'; pass a sampler name: " + ", ".join(SAMPLERS))
-    if sampler in SAMPLERS:
-        cls, preset = SAMPLERS[sampler]
-    elif sampler in DEFAULTS:
-        cls, preset = sampler, {}
-    else:
-        raise _refuse("sampler", sampler, [*SAMPLERS, *DEFAULTS])
-    overrides = dict(overrides)
-    eta = overrides.pop("eta", None)
-    if eta is not None and cls != "DDIMScheduler":
-        raise InvalidArgument(f"eta={eta!r} only applies to the DDIM sampler, not {sampler!r}")
-    defaults = DEFAULTS[cls]
-    for key in overrides:
-        if key not in defaults:
-            raise _refuse(f"{cls} option", key, ["eta", *defaults] if cls == "DDIMScheduler" else defaults)
-    # diffusers' from_config ignores the keys a config recorded as its own class's defaults (`_use_default_values`)
-    inherited = {k: v for k, v in scheduler_config.items()
-                 if k in defaults and k not in scheduler_config.get("_use_default_values", ())}
-    config = {**defaults, **inherited, **preset, **overrides}
-    for key, mapping in _REMAP.get(cls, {}).items():
-        config[key] = mapping.get(config[key], config[key])
-    for key, allowed in {**_ALLOWED, "algorithm_type": _ALGORITHMS.get(cls, ()),
-                         "solver_type": _SOLVER_TYPES.get(cls, ())}.items():
-        if key in config and config[key] not in allowed:
-            raise _refuse(f"{cls} {key}", config[key], allowed, _WHY.get(key))
-    if sum(bool(config.get(k)) for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_lu_lambdas")) > 1:
-        raise InvalidArgument("use only one of use_karras_sigmas, use_exponential_sigmas, use_lu_lambdas")
-    if cls in ("PNDMScheduler", "DPMSolverSDEScheduler") and config["prediction_type"] == "sample":
-        raise _refuse(f"{cls} prediction_type", "sample", ("epsilon", "v_prediction"))
-    eta = float(eta or 0.0)
-    if not 0.0 <= eta <= 1.0:
-        raise InvalidArgument(f"eta must be between 0 and 1, got {eta}")
-    return _short_name(cls, config), cls, config, eta
-
-
-def _short_name(cls: str, config: dict) -> str:
-    if cls == "DPMSolverMultistepScheduler":
-        return "dpmpp-2m-sde" if config["algorithm_type"] == "sde-dpmsolver++" else "dpmpp-2m"
-    return next(name for name, (c, _) in SAMPLERS.items() if c == cls)
-
-
-# --- the training schedule -------------------------------------------------------------------------------------
-
-def _betas_for_alpha_bar(n: int, max_beta: float = 0.999) -> torch.Tensor:
-    """Nichol & Dhariwal 2021 cosine schedule (`squaredcos_cap_v2`)."""
-    def alpha_bar(t):
-        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
-    return torch.tensor([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)],
-                        dtype=torch.float32)
-
-
-def alphas_cumprod(config: dict) -> torch.Tensor:
-    """(T,) float32 alpha_bar_t = prod(1 - beta_s, s <= t), as every diffusers scheduler builds it."""
-    n = config["num_train_timesteps"]
-    if config["trained_betas"] is not None:
-        betas = torch.tensor(config["trained_betas"], dtype=torch.float32)
-    elif config["beta_schedule"] == "linear":
-        betas = torch.linspace(config["beta_start"], config["beta_end"], n, dtype=torch.float32)
-    elif config["beta_schedule"] == "scaled_linear":
-        betas = torch.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, n, dtype=torch.float32) ** 2
-    else:
-        betas = _betas_for_alpha_bar(n)
-    return torch.cumprod(1.0 - betas, dim=0)
 
 
 def _sigma(acp):
@@ -281,14 +93,58 @@ def _exponential(sigma_min: float, sigma_max: float, n: int) -> np.ndarray:
     return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n))
 
 
+def _incomplete_beta(x: float, a: float, b: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) in float64: its continued fraction (DLMF 8.17.22),
+    evaluated by the modified Lentz method on the side of the mean where it converges fast."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _incomplete_beta(1.0 - x, b, a)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(1000):
+        m = i // 2
+        if i == 0:
+            term = 1.0
+        elif i % 2:
+            term = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        else:
+            term = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        d = 1.0 / (1.0 + term * d if abs(1.0 + term * d) > tiny else tiny)
+        c = 1.0 + term / c if abs(1.0 + term / c) > tiny else tiny
+        f *= c * d
+        if abs(c * d - 1.0) < 1e-16:
+            break
+    return math.exp(log_front) / a * (f - 1.0)
+
+
+def _beta_quantile(q: float, a: float, b: float) -> float:
+    """x with I_x(a, b) = q, by bisection to float64 precision."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if _incomplete_beta(mid, a, b) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _beta(sigma_min: float, sigma_max: float, n: int, a: float = 0.6, b: float = 0.6) -> np.ndarray:
+    """Beta sampling (Lee et al. 2024, arXiv:2407.12173): levels at the Beta(0.6, 0.6) quantiles of an even grid,
+    denser at both ends of [sigma_min, sigma_max]."""
+    return np.array([sigma_min + _beta_quantile(q, a, b) * (sigma_max - sigma_min) for q in 1 - np.linspace(0, 1, n)])
+
+
 def _respace(config: dict, sigmas: np.ndarray, n: int) -> np.ndarray | None:
-    """Karras / exponential levels between the schedule's extremes (sigmas ordered high → low), else None."""
+    """Karras / exponential / beta levels between the schedule's extremes (sigmas ordered high → low), else None."""
     lo = config.get("sigma_min") if config.get("sigma_min") is not None else sigmas[-1].item()
     hi = config.get("sigma_max") if config.get("sigma_max") is not None else sigmas[0].item()
     if config.get("use_karras_sigmas"):
         return _karras(lo, hi, n)
     if config.get("use_exponential_sigmas"):
         return _exponential(lo, hi, n)
+    if config.get("use_beta_sigmas"):
+        return _beta(lo, hi, n)
     return None
 
 
@@ -341,9 +197,17 @@ def _ddim(config, acp, n, ddpm=False):
     if n > T:
         raise InvalidArgument(f"num_inference_steps={n} exceeds num_train_timesteps={T}")
     ts = _spaced(config, n, np.int64)
+    if (acp[torch.from_numpy(ts)] == 0).any():
+        raise InvalidArgument(f"rescale_betas_zero_snr=True with timestep_spacing {config['timestep_spacing']!r} "
+                              f"starts at alpha_bar = 0, an infinite noise level; allowed: timestep_spacing 'leading'")
     levels = _sigma(acp[torch.from_numpy(ts)])
     if ddpm:
-        return _vp(torch.cat([levels, torch.zeros(1)]), torch.from_numpy(ts), {"eta": 1.0})
+        options = {"eta": 1.0}
+        if config["variance_type"] == "fixed_large":  # noise of variance beta_t instead of the posterior's
+            a, a_prev = acp[torch.from_numpy(ts)], torch.cat([acp[torch.from_numpy(ts[1:])], torch.ones(1)])
+            beta = 1 - a / a_prev
+            options["sigmas_up"] = torch.where(torch.from_numpy(ts) > 0, beta ** 0.5 / a_prev ** 0.5, 0.0)
+        return _vp(torch.cat([levels, torch.zeros(1)]), torch.from_numpy(ts), options)
     final = _final_alpha(config, acp)
     landings = torch.stack([_sigma(acp[int(t)] if t >= 0 else final) for t in ts - T // n])
     return _vp(torch.cat([levels, landings[-1:]]), torch.from_numpy(ts), {"sigmas_next": landings})
@@ -367,6 +231,32 @@ def plms_layout(calls, ratio: int, acp, final, combine_v=False) -> dict:
                options, calls=torch.stack([level(t) for t in calls]), step_calls=(1, *range(2, m)) if heun else (0,))
 
 
+def prk_layout(top, ratio: int, acp, final, combine_v=False) -> dict:
+    """PNDM with its pseudo Runge-Kutta warm-up (Liu et al. 2022, alg. 1; diffusers' default skip_prk_steps=False)
+    over the descending timesteps `top`: steps 0-2 are pseudo-RK4 steps top[g] → top[g+1], four model calls each at
+    top[g], top[g+1] + h, top[g+1] + h, top[g+1] (h = ratio // 2; the first call's transfer lands at top[g] - h, read
+    at top[g+1] + h), every later step one pseudo linear multistep call at top[k] landing at top[k] - ratio.
+    Callbacks fire, as in diffusers' loop, after each of the last len(top) model calls only."""
+    n = len(top)
+    if n < 4:
+        raise InvalidArgument(f"num_inference_steps={n} is too few for PNDM's Runge-Kutta warm-up (skip_prk_steps="
+                              "False needs at least 4, as in diffusers); use 4 or more, or sampler 'plms'")
+
+    def level(t):
+        return _sigma(acp[int(t)] if t >= 0 else final)
+    h, rk = ratio // 2, range(3)
+    starts = [level(t) for t in top]
+    landings = starts[1:4] + [level(t - ratio) for t in top[3:]]
+    early, mid = [level(top[g] - h) for g in rk], [level(top[g + 1] + h) for g in rk]
+    calls = [t for g in rk for t in (top[g], top[g + 1] + h, top[g + 1] + h, top[g + 1])] + list(top[3:])
+    call_levels = [s for g in rk for s in (starts[g], mid[g], mid[g], starts[g + 1])] + starts[3:]
+    warm_up = len(calls) - n
+    options = {"sigmas_next": torch.stack(landings), "sigmas_early": torch.stack(early), "sigmas_mid": torch.stack(mid),
+               "combine_v": combine_v, "step_ratio": ratio, "final": final}
+    return _vp(torch.stack(starts + landings[-1:]), torch.as_tensor(np.array(calls, dtype=np.int64)), options,
+               calls=torch.stack(call_levels), step_calls=(None,) * warm_up + tuple(range(warm_up, len(calls))))
+
+
 def _pndm(config, acp, n):
     T, spacing = config["num_train_timesteps"], config["timestep_spacing"]
     if spacing == "linspace":
@@ -375,8 +265,11 @@ def _pndm(config, acp, n):
         ts = (np.arange(0, n) * (T // n)).round() + config["steps_offset"]
     else:
         ts = np.round(np.arange(T, 0, -T / n))[::-1].astype(np.int64) - 1
+    final, combine_v = _final_alpha(config, acp), config["prediction_type"] == "v_prediction"
+    if not config["skip_prk_steps"]:
+        return prk_layout(ts[::-1].astype(np.int64), T // n, acp, final, combine_v)
     calls = np.concatenate([ts[:-1], ts[-2:-1], ts[-1:]])[::-1].astype(np.int64)
-    return plms_layout(calls, T // n, acp, _final_alpha(config, acp), config["prediction_type"] == "v_prediction")
+    return plms_layout(calls, T // n, acp, final, combine_v)
 
 
 def _discrete(config, acp, n, dtype=np.float32):
@@ -408,11 +301,20 @@ def _ve(config, sigmas, timesteps, calls, order=1, options=None):
 def _euler(config, acp, n):
     ts, sigmas, _ = _discrete(config, acp, n)
     sigmas = _with_final(sigmas, _sigma(acp[0]) if config.get("final_sigmas_type") == "sigma_min" else 0.0)
-    return _ve(config, sigmas[:n + 1], torch.from_numpy(ts.astype(np.float32)), sigmas[:n])  # log_linear: n + 2
+    timesteps = torch.from_numpy(ts.astype(np.float32))
+    if config.get("timestep_type") == "continuous" and config["prediction_type"] == "v_prediction":
+        timesteps = torch.stack([0.25 * s.log() for s in sigmas[:n]])  # the EDM preconditioning's c_noise
+    return _ve(config, sigmas[:n + 1], timesteps, sigmas[:n])  # log_linear: n + 2
+
+
+def _own_karras_range(config):
+    """LMS and DPM-SDE space Karras sigmas between the schedule's own extremes, whatever sigma_min/max the config
+    carries (their exponential sigmas do read them)."""
+    return {**config, "sigma_min": None, "sigma_max": None} if config["use_karras_sigmas"] else config
 
 
 def _lms(config, acp, n):
-    ts, sigmas, _ = _discrete(config, acp, n)
+    ts, sigmas, _ = _discrete(_own_karras_range(config), acp, n)
     sigmas = _with_final(sigmas, 0.0)
     return _ve(config, sigmas, torch.from_numpy(ts).to(torch.float32), sigmas[:n])
 
@@ -460,7 +362,7 @@ def sde_midpoint(sigma, sigma_next):
 
 
 def _dpm_sde(config, acp, n):
-    ts, sigmas, log_sigmas = _discrete(config, acp, n, dtype=float)
+    ts, sigmas, log_sigmas = _discrete(_own_karras_range(config), acp, n, dtype=float)
     t = -np.log(sigmas)
     t_mid = torch.from_numpy(np.array([sigma_to_t(s, log_sigmas) for s in np.exp(-(t[:-1] + np.diff(t) * 0.5))]))
     sigmas, ts = _with_final(sigmas, 0.0), torch.from_numpy(ts)
@@ -548,7 +450,7 @@ def _dpmsolver_singlestep(config, acp, n):
 
 
 def _deis(config, acp, n):
-    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"]
+    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"] or config["use_beta_sigmas"]
     sigmas, ts = _multistep_sigmas(config, acp, n, config["num_train_timesteps"], True,
                                    "repeat" if respaced else _sigma(acp[0]))
     m, lof = len(ts), config["lower_order_final"] and len(ts) < 15
@@ -556,7 +458,7 @@ def _deis(config, acp, n):
 
 
 def _unipc(config, acp, n):
-    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"]
+    respaced = config["use_karras_sigmas"] or config["use_exponential_sigmas"] or config["use_beta_sigmas"]
     final = "repeat" if respaced and config["final_sigmas_type"] == "sigma_min" else _final(config, acp)
     sigmas, ts = _multistep_sigmas(config, acp, n, config["num_train_timesteps"], True, final)
     m, order = len(ts), config["solver_order"]
@@ -573,6 +475,9 @@ _BUILDERS = {
     "DPMSolverMultistepScheduler": _dpmsolver_multistep, "DPMSolverSinglestepScheduler": _dpmsolver_singlestep,
     "DEISMultistepScheduler": _deis, "UniPCMultistepScheduler": _unipc,
 }
+# Schedulers that do not look their first step up by timestep (diffusers' `index_for_timestep` takes the second of
+# two equal timesteps, so every other scheduler starting on a repeated one runs past its schedule).
+_COUNTS_ITS_OWN_STEPS = ("DDIMScheduler", "DDPMScheduler", "PNDMScheduler")
 _PER_STEP = ("sigmas_next", "sigmas_mid", "sigmas_up", "sigmas_down", "orders", "correct")
 
 
@@ -584,9 +489,18 @@ def plan(scheduler_config: dict, sampler: str | None, num_inference_steps: int, 
     if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
         raise InvalidArgument(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
     name, cls, config, eta = resolve(scheduler_config, sampler, overrides)
-    acp = alphas_cumprod(config)
+    acp = alphas_cumprod(config, cls)
+    fields = _BUILDERS[cls](config, acp, num_inference_steps)
+    first = fields["timesteps"][:1]
+    if cls not in _COUNTS_ITS_OWN_STEPS and len(first) and (fields["timesteps"] == first).sum() > 1:
+        spread = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+                  if config.get(k)]
+        raise InvalidArgument(f"{cls} with {' and '.join(spread) or 'this config'} and num_inference_steps="
+                              f"{num_inference_steps} starts on a repeated timestep ({first.item():g}), where "
+                              "diffusers' scheduler loses its step count and fails; allowed: fewer steps or other "
+                              "sigmas")
     return Plan(name=name, scheduler=cls, config=config, num_inference_steps=num_inference_steps, eta=eta,
-                alphas_cumprod=acp, **_BUILDERS[cls](config, acp, num_inference_steps))
+                alphas_cumprod=acp, **fields)
 
 
 def start_at(plan: Plan, strength: float) -> Plan:
@@ -596,7 +510,12 @@ def start_at(plan: Plan, strength: float) -> Plan:
         raise InvalidArgument(f"strength must be between 0 and 1, got {strength!r}")
     n = plan.num_inference_steps
     skip = max(n - min(int(n * strength), n), 0)
-    if plan.scheduler == "PNDMScheduler" and skip < len(plan.timesteps):  # it restarts on the sliced timesteps
+    if skip == 0:
+        return replace(plan, init_noise_sigma=1.0)
+    if plan.name == "pndm":  # diffusers would run its Runge-Kutta counter on timesteps it was not built for
+        raise InvalidArgument(f"strength={strength!r} needs a sampler that can start part way; PNDM's Runge-Kutta "
+                              "warm-up (skip_prk_steps=False) only runs from the start (strength 1): use 'plms'")
+    if plan.name == "plms" and skip < len(plan.timesteps):  # it restarts on the sliced timesteps
         o = plan.options
         fields = plms_layout(plan.timesteps[skip:].numpy(), o["step_ratio"], plan.alphas_cumprod, o["final"],
                              o["combine_v"])

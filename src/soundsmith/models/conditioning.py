@@ -8,6 +8,8 @@ how they are driven — tokenisation exactly as the reference pipelines do it, t
 import torch
 import torch.nn.functional as F
 
+from .. import configs
+
 
 def tokenize(tokenizer, texts: list[str], padding, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """ids and attention mask (B, L), truncated to max_length; padding "max_length" or True (longest)."""
@@ -35,6 +37,18 @@ def clap_text_embeds(clap, tokenizer, texts: list[str], max_length: int) -> torc
 
 
 # ---- AudioLDM 2 ---------------------------------------------------------------------------------------------------
+
+def projection_config(cfg: dict, where: str = "projection config") -> dict:
+    """A `projection_model/config.json` checked for Projection: the three widths whole numbers, learned positions
+    null or a boolean, and max_seq_length a whole number when they are used. → cfg; CheckpointError otherwise."""
+    configs.config_object(cfg, where)
+    for key in ("langauge_model_dim", "text_encoder_dim", "text_encoder_1_dim"):
+        configs.integer(cfg, key, where)
+    if cfg.get("use_learned_position_embedding") is not None:
+        configs.boolean(cfg, "use_learned_position_embedding", where)
+        configs.integer(cfg, "max_seq_length", where, high=configs.MAX_TRANSFORMERS_INT)
+    return cfg
+
 
 class Projection(torch.nn.Module):
     """AudioLDM 2's projection into GPT-2's width, with learned start/end embeddings around each sequence:

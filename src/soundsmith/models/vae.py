@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import configs
 from ..errors import CheckpointError
 from .attention import Attention
 from .layers import Downsample, ResnetBlock, Upsample, input_layout
@@ -46,23 +47,38 @@ class VAEConfig:
         return 2 ** (len(self.block_out_channels) - 1)
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> "VAEConfig":
-        for key in ("down_block_types", "up_block_types"):
-            bad = [t for t in cfg.get(key, []) if t not in ("DownEncoderBlock2D", "UpDecoderBlock2D")]
+    def from_dict(cls, cfg: dict, where: str = "vae config") -> "VAEConfig":
+        """The autoencoder a diffusers `vae/config.json` describes; a key of the wrong type or outside what this family
+        uses raises CheckpointError naming `where` (the file)."""
+        configs.config_object(cfg, where)
+        channels = configs.integers(cfg, "block_out_channels", where, (64,))
+        for key, allowed in (("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D")):
+            types = cfg.get(key, [allowed] * len(channels))
+            if not isinstance(types, list) or len(types) != len(channels):
+                raise configs.refuse(where, key, types, f"give a list of {len(channels)} {allowed!r} "
+                                                        "(one per block_out_channels)")
+            bad = [t for t in types if t != allowed]
             if bad:
-                raise CheckpointError(f"vae config {key} contains {bad[0]!r}, which is not supported")
+                raise CheckpointError(f"{where}: {key} contains {configs.show(bad[0])}, which is not supported")
         if cfg.get("act_fn", "silu") != "silu":
-            raise CheckpointError(f"vae config act_fn={cfg['act_fn']!r} is not supported (allowed: 'silu')")
-        if cfg.get("shift_factor") not in (None, 0, 0.0):
-            raise CheckpointError(f"vae config shift_factor={cfg['shift_factor']!r} is not supported")
+            raise CheckpointError(f"{where}: act_fn={configs.show(cfg['act_fn'])} is not supported (allowed: 'silu')")
+        if not (cfg.get("shift_factor") is None or configs.is_number(cfg["shift_factor"]) and cfg["shift_factor"] == 0):
+            raise CheckpointError(f"{where}: shift_factor={configs.show(cfg['shift_factor'])} is not supported")
+        groups = configs.integer(cfg, "norm_num_groups", where, 32)
+        if any(c % groups for c in channels):
+            raise CheckpointError(f"{where}: block_out_channels {list(channels)} are not all divisible by "
+                                  f"norm_num_groups={groups}")
         return cls(
-            in_channels=cfg.get("in_channels", 3), out_channels=cfg.get("out_channels", 3),
-            latent_channels=cfg.get("latent_channels", 4),
-            block_out_channels=tuple(cfg.get("block_out_channels", (64,))),
-            layers_per_block=cfg.get("layers_per_block", 1), groups=cfg.get("norm_num_groups", 32),
-            scaling_factor=float(cfg.get("scaling_factor", 0.18215)),
-            mid_attention=cfg.get("mid_block_add_attention", True),
-            quant_conv=cfg.get("use_quant_conv", True), post_quant_conv=cfg.get("use_post_quant_conv", True),
+            in_channels=configs.integer(cfg, "in_channels", where, 3),
+            out_channels=configs.integer(cfg, "out_channels", where, 3),
+            latent_channels=configs.integer(cfg, "latent_channels", where, 4),
+            block_out_channels=channels,
+            layers_per_block=configs.integer(cfg, "layers_per_block", where, 1, high=configs.MAX_REPEAT),
+            groups=groups,
+            scaling_factor=configs.number(cfg, "scaling_factor", where, 0.18215, above=0.0),
+            mid_attention=configs.boolean(cfg, "mid_block_add_attention", where, True),
+            quant_conv=configs.boolean(cfg, "use_quant_conv", where, True),
+            post_quant_conv=configs.boolean(cfg, "use_post_quant_conv", where, True),
         )
 
 

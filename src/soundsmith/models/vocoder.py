@@ -12,15 +12,15 @@ convolutions (kernels.py: fewer products, the same sums); which form each layer 
 (`Conv.form`, runtime.fastest). Training (gradients) always takes the direct form.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from math import prod
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import kernels, runtime
-from ..errors import CheckpointError
+from .. import configs, kernels, runtime
+from ..errors import CheckpointError, InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class VocoderConfig:
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
     leaky_relu_slope: float
     normalize_before: bool
+    n_fft: int | None = None  # the mel recipe's own keys, when the config gives them (audio.MelConfig reads them)
+    win_length: int | None = None
+    fmin: float | None = None
+    fmax: float | None = None
 
     @property
     def hop_length(self) -> int:
@@ -41,21 +45,47 @@ class VocoderConfig:
         return prod(self.upsample_rates)
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> "VocoderConfig":
-        rates, kernels = cfg.get("upsample_rates", (4, 4, 4, 4)), cfg.get("upsample_kernel_sizes", (8, 8, 8, 8))
-        if len(rates) != len(kernels):
-            raise CheckpointError(f"vocoder upsample_rates {rates} and upsample_kernel_sizes {kernels} differ in length")
-        res_k = cfg.get("resblock_kernel_sizes", (3, 7, 11))
+    def from_dict(cls, cfg: dict, where: str = "vocoder config") -> "VocoderConfig":
+        """The HiFi-GAN a `vocoder/config.json` (SpeechT5HifiGan) describes, and its mel recipe (audio.MelConfig);
+        a key of the wrong type or a recipe that cannot work raises CheckpointError naming `where` (the file)."""
+        from ..audio import MAX_WRITE_RATE, MelConfig
+
+        configs.config_object(cfg, where)
+        rates = configs.integers(cfg, "upsample_rates", where, (4, 4, 4, 4), high=1024)
+        up_k = configs.integers(cfg, "upsample_kernel_sizes", where, (8, 8, 8, 8), length=len(rates), high=4096)
+        if any(k < u for u, k in zip(rates, up_k)):
+            raise CheckpointError(f"{where}: upsample_kernel_sizes {list(up_k)} must each be at least its "
+                                  f"upsample_rates {list(rates)}")
+        res_k = configs.integers(cfg, "resblock_kernel_sizes", where, (3, 7, 11), high=1025)
+        if any(k % 2 == 0 for k in res_k):
+            raise CheckpointError(f"{where}: resblock_kernel_sizes {list(res_k)} must be odd")
         res_d = cfg.get("resblock_dilation_sizes", ((1, 3, 5),) * 3)
-        if len(res_k) != len(res_d):
-            raise CheckpointError(f"vocoder resblock_kernel_sizes {res_k} and dilation sizes {res_d} differ in length")
-        return cls(
-            model_in_dim=cfg.get("model_in_dim", 80), sampling_rate=cfg.get("sampling_rate", 16000),
-            upsample_initial_channel=cfg.get("upsample_initial_channel", 512), upsample_rates=tuple(rates),
-            upsample_kernel_sizes=tuple(kernels), resblock_kernel_sizes=tuple(res_k),
-            resblock_dilation_sizes=tuple(tuple(d) for d in res_d),
-            leaky_relu_slope=cfg.get("leaky_relu_slope", 0.1), normalize_before=cfg.get("normalize_before", True),
+        if not (isinstance(res_d, (list, tuple)) and len(res_d) == len(res_k) and all(
+                isinstance(d, (list, tuple)) and 1 <= len(d) <= configs.MAX_REPEAT
+                and all(configs.is_whole(x) and 1 <= x <= 1024 for x in d) for d in res_d)):
+            raise configs.refuse(where, "resblock_dilation_sizes", res_d,
+                                 f"give {len(res_k)} lists of dilations (whole numbers), one per resblock kernel")
+        channels = configs.integer(cfg, "upsample_initial_channel", where, 512)
+        if channels >> len(rates) < 1:
+            raise CheckpointError(f"{where}: upsample_initial_channel={channels} halves {len(rates)} times to nothing")
+        config = cls(
+            model_in_dim=configs.integer(cfg, "model_in_dim", where, 80),
+            sampling_rate=configs.integer(cfg, "sampling_rate", where, 16000, high=MAX_WRITE_RATE[".wav"]),
+            upsample_initial_channel=channels, upsample_rates=rates, upsample_kernel_sizes=up_k,
+            resblock_kernel_sizes=res_k, resblock_dilation_sizes=tuple(tuple(int(x) for x in d) for d in res_d),
+            leaky_relu_slope=configs.number(cfg, "leaky_relu_slope", where, 0.1),
+            normalize_before=configs.boolean(cfg, "normalize_before", where, True),
         )
+        try:  # the recipe editing and training compute mels with: a broken one fails here, not at the first edit
+            mel = MelConfig.from_vocoder_config({**asdict(config), **cfg})
+        except InvalidArgument as e:
+            raise CheckpointError(f"{where}: {e}") from None
+        def given(*keys):  # the recipe's keys the file sets, as the recipe read them
+            return any(cfg.get(key) is not None for key in keys)
+
+        return replace(config, n_fft=mel.n_fft if given("n_fft") else None,
+                       win_length=mel.win_length if given("win_size", "win_length") else None,
+                       fmin=mel.fmin if given("fmin") else None, fmax=mel.fmax if given("fmax") else None)
 
 
 class ResBlock(nn.Module):

@@ -6,7 +6,8 @@ from .. import checkpoints, quantize, runtime
 from ..errors import InvalidArgument
 from .audioldm import AudioLDM, MusicLDM
 from .audioldm2 import AudioLDM2
-from .base import AudioOutput, Pipeline
+from ..engine import AudioOutput
+from .base import Pipeline
 
 PIPELINES: dict[str, type[Pipeline]] = {cls.pipeline_class: cls for cls in (AudioLDM, AudioLDM2, MusicLDM)}
 

@@ -5,10 +5,12 @@ prompt ─ CLAP text tower ─► (B, 512) L2-normalised ─► UNet class_label
 
 import torch
 
-from .. import checkpoints, lora
-from ..errors import CheckpointError, InvalidArgument
+from .. import checkpoints, engine
+from ..checks import check_negative, subject
+from ..errors import InvalidArgument
 from ..models.conditioning import clap_text_embeds
-from .base import Pipeline, check_call, check_duration, check_negative, check_prompt, guided, repeat_per_prompt
+from ..request import PYTHON_LABELS, Request
+from .base import Pipeline, repeat_per_prompt
 
 
 class AudioLDM(Pipeline):
@@ -22,12 +24,12 @@ class AudioLDM(Pipeline):
 
     @classmethod
     def load_conditioning(cls, folder, index, device, dtype) -> dict:
-        encoder_class = index.get("text_encoder", [None, None])[-1]
-        if encoder_class not in ("ClapTextModelWithProjection", "ClapModel"):
-            raise CheckpointError(f"{folder}: text_encoder is a {encoder_class}, expected ClapTextModelWithProjection")
+        encoder_class = checkpoints.component_class(folder, index, "text_encoder",
+                                                    ("ClapTextModelWithProjection", "ClapModel"))
         return {
             "text_encoder": checkpoints.load_transformers(encoder_class, folder / "text_encoder", dtype, device),
-            "tokenizer": checkpoints.load_transformers(index["tokenizer"][-1], folder / "tokenizer"),
+            "tokenizer": checkpoints.load_transformers(checkpoints.component_class(folder, index, "tokenizer"),
+                                                       folder / "tokenizer"),
         }
 
     def modules(self):
@@ -54,13 +56,30 @@ class AudioLDM(Pipeline):
         negative_prompt_embeds = repeat_per_prompt(negative_prompt_embeds.to(self.device, dtype), n)
         return torch.cat([negative_prompt_embeds, prompt_embeds])
 
-    def prompt_conditioning(self, prompts: list[str], negative: list[str] | None, n: int, do_cfg: bool,
-                            **extra) -> dict:
-        """UNet keyword tensors for checked prompts, the one family-specific step of audio editing (edit.py)."""
-        if extra:
-            raise InvalidArgument(f"{', '.join(f'{k}=' for k in extra)} needs an AudioLDM 2 checkpoint; {self.name} "
-                                  f"is a {type(self).__name__}")
-        return {"class_labels": self.encode_prompt(prompts, negative, n, do_cfg)}
+    def conditioning(self, prompts, negative, n: int, do_cfg: bool, *, transcription=None, max_new_tokens=None,
+                     embeds: dict, labels: dict) -> tuple[dict, int]:
+        """(UNet keyword tensors, prompts in the batch) for checked prompts or precomputed `embeds`
+        (prompt_embeds / negative_prompt_embeds, (B, 512) CLAP vectors used as given)."""
+        for name, value in (("transcription", transcription), ("max_new_tokens", max_new_tokens)):
+            if value is not None:
+                raise InvalidArgument(f"{subject(labels.get(name, name))} needs an AudioLDM 2 checkpoint; {self.name} "
+                                      f"is a {type(self).__name__}")
+        unknown = sorted(set(embeds) - {"prompt_embeds", "negative_prompt_embeds"})
+        if unknown:
+            raise InvalidArgument(f"{unknown[0]}= applies to AudioLDM 2; {self.name} is a {type(self).__name__}")
+        prompt_embeds, negative_prompt_embeds = embeds.get("prompt_embeds"), embeds.get("negative_prompt_embeds")
+        if (prompts is None) == (prompt_embeds is None):
+            raise InvalidArgument("give either prompt= or prompt_embeds=, exactly one of them")
+        batch = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+        negative = check_negative(negative, batch)
+        if negative is not None and negative_prompt_embeds is not None:
+            raise InvalidArgument("give either negative_prompt= or negative_prompt_embeds=, not both")
+        if prompt_embeds is not None and negative_prompt_embeds is not None \
+                and prompt_embeds.shape != negative_prompt_embeds.shape:
+            raise InvalidArgument(f"prompt_embeds {tuple(prompt_embeds.shape)} and negative_prompt_embeds "
+                                  f"{tuple(negative_prompt_embeds.shape)} must have the same shape")
+        labels = self.encode_prompt(prompts, negative, n, do_cfg, prompt_embeds, negative_prompt_embeds)
+        return {"class_labels": labels}, batch
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, audio_length_in_s: float | None = None,
@@ -73,7 +92,7 @@ class AudioLDM(Pipeline):
                  rank: bool = True, ranker=None, progress: bool = False):
         """Generate audio from text, with the arguments and defaults of diffusers' AudioLDMPipeline
         (MusicLDMPipeline for MusicLDM): num_inference_steps None → 10 (MusicLDM 200), guidance_scale None → 2.5
-        (MusicLDM 2.0).
+        (MusicLDM 2.0), or the model folder's soundsmith.json.
 
         prompt: text(s) describing the sound. audio_length_in_s: seconds (default: the UNet's training length,
         5.12 s); up to pipe.long_form.above_seconds (20.48 s) one pass as diffusers, longer in overlapping windows of
@@ -88,37 +107,18 @@ class AudioLDM(Pipeline):
         generation order); AudioLDM's CLAP has no audio tower, so it needs ranker= (a MusicLDM / AudioLDM 2 /
         CLAP folder, or a soundsmith.rank.Ranker). The scores come back in .scores.
         Returns AudioOutput (.audios float32 (B·n, samples), .sample_rate) or (audios,) when return_dict is False.
+        A thin adapter: the arguments become a soundsmith.Request, run by soundsmith.engine.
         """
-        num_inference_steps = self.default_steps if num_inference_steps is None else num_inference_steps
-        guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
-        check_call(steps=num_inference_steps, guidance_scale=guidance_scale,
-                   num_waveforms_per_prompt=num_waveforms_per_prompt, eta=eta, callback_steps=callback_steps,
-                   output_type=output_type, seed=seed, generator=generator)
-        prompts = check_prompt(prompt)
-        if (prompts is None) == (prompt_embeds is None):
-            raise InvalidArgument("give either prompt= or prompt_embeds=, exactly one of them")
-        batch = len(prompts) if prompts is not None else prompt_embeds.shape[0]
-        negative = check_negative(negative_prompt, batch)
-        if negative is not None and negative_prompt_embeds is not None:
-            raise InvalidArgument("give either negative_prompt= or negative_prompt_embeds=, not both")
-        if prompt_embeds is not None and negative_prompt_embeds is not None \
-                and prompt_embeds.shape != negative_prompt_embeds.shape:
-            raise InvalidArgument(f"prompt_embeds {tuple(prompt_embeds.shape)} and negative_prompt_embeds "
-                                  f"{tuple(negative_prompt_embeds.shape)} must have the same shape")
-        seconds = self.default_seconds if audio_length_in_s is None else audio_length_in_s
-        rows, keep = self.latent_length(check_duration(seconds, self.min_seconds))
-        generator = self.make_generator(seed, generator)
-        n = num_waveforms_per_prompt
-
-        class_labels = self.encode_prompt(prompts, negative, n, guidance_scale > 1.0, prompt_embeds,
-                                          negative_prompt_embeds)
-        x = self.initial_latents(batch * n, rows, generator, latents)
-        model = guided(self.unet, {"class_labels": class_labels}, guidance_scale)
-        with lora.scaled(self.unet, (cross_attention_kwargs or {}).get("scale")):
-            x = self.denoise(model, x, steps=num_inference_steps, sampler=sampler, generator=generator, eta=eta,
-                             callback=callback, callback_steps=callback_steps, progress=progress,
-                             sampler_options=sampler_options)
-        return self.output(x, keep, output_type, return_dict, seed, self.ranking(rank, ranker, prompts, n))
+        request = Request(prompt=prompt, negative_prompt=negative_prompt, duration=audio_length_in_s,
+                          steps=num_inference_steps, guidance=guidance_scale, candidates=num_waveforms_per_prompt,
+                          eta=eta, seed=seed, sampler=sampler, sampler_options=sampler_options, rank=rank,
+                          _labels=PYTHON_LABELS)
+        return engine.run(self, request, generator=generator, latents=latents,
+                          embeds={k: v for k, v in (("prompt_embeds", prompt_embeds),
+                                                    ("negative_prompt_embeds", negative_prompt_embeds)) if v is not None},
+                          callback=callback, callback_steps=callback_steps,
+                          cross_attention_kwargs=cross_attention_kwargs, output_type=output_type,
+                          return_dict=return_dict, progress=progress, ranker=ranker)
 
 
 class MusicLDM(AudioLDM):
@@ -135,13 +135,12 @@ class MusicLDM(AudioLDM):
 
     @classmethod
     def load_conditioning(cls, folder, index, device, dtype) -> dict:
-        encoder_class = index.get("text_encoder", [None, None])[-1]
-        if encoder_class != "ClapModel":
-            raise CheckpointError(f"{folder}: text_encoder is a {encoder_class}, expected ClapModel")
-        extractor = index.get("feature_extractor", [None, None])[-1]
+        encoder_class = checkpoints.component_class(folder, index, "text_encoder", ("ClapModel",))
+        extractor = checkpoints.component_class(folder, index, "feature_extractor", required=False)
         return {
             "text_encoder": checkpoints.load_transformers(encoder_class, folder / "text_encoder", dtype, device),
-            "tokenizer": checkpoints.load_transformers(index["tokenizer"][-1], folder / "tokenizer"),
+            "tokenizer": checkpoints.load_transformers(checkpoints.component_class(folder, index, "tokenizer"),
+                                                       folder / "tokenizer"),
             "feature_extractor": (checkpoints.load_transformers(extractor, folder / "feature_extractor")
                                   if extractor else None),
         }

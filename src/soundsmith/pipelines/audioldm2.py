@@ -10,11 +10,13 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoints
-from ..errors import CheckpointError, InvalidArgument
-from ..models.conditioning import Projection, clap_text_embeds, gpt2_continue, t5_states, vits_states
-from .base import (Pipeline, check_call, check_duration, check_negative, check_positive_int, check_prompt, guided,
-                   repeat_per_prompt)
+from .. import checkpoints, engine
+from ..checks import check_negative, check_positive_int, check_prompt, subject
+from ..errors import InvalidArgument
+from ..models.conditioning import (Projection, clap_text_embeds, gpt2_continue, projection_config, t5_states,
+                                   vits_states)
+from ..request import PYTHON_LABELS, Request
+from .base import Pipeline, family_default, given, repeat_per_prompt
 
 
 class AudioLDM2(Pipeline):
@@ -37,21 +39,17 @@ class AudioLDM2(Pipeline):
 
     @classmethod
     def load_conditioning(cls, folder: Path, index: dict, device, dtype) -> dict:
-        def entry(key):
-            value = index.get(key)
-            if not value or value[-1] is None:
-                raise CheckpointError(f"{folder}/model_index.json has no {key!r} component")
-            return value[-1]
+        def entry(key, allowed=None):
+            return checkpoints.component_class(folder, index, key, allowed)
 
-        encoder_2 = entry("text_encoder_2")
-        if encoder_2 not in ("T5EncoderModel", "VitsModel"):
-            raise CheckpointError(f"{folder}: text_encoder_2 is a {encoder_2}, expected T5EncoderModel or VitsModel")
-        if entry("language_model") not in ("GPT2Model", "GPT2LMHeadModel"):
-            raise CheckpointError(f"{folder}: language_model is a {entry('language_model')}, expected GPT2Model")
-        projection_cfg = checkpoints.read_json(folder / "projection_model" / "config.json")
+        encoder_2 = entry("text_encoder_2", ("T5EncoderModel", "VitsModel"))
+        entry("language_model", ("GPT2Model", "GPT2LMHeadModel"))
+        projection_path = folder / "projection_model" / "config.json"
+        projection_cfg = projection_config(checkpoints.read_json(projection_path), str(projection_path))
         feature_extractor = None
-        if index.get("feature_extractor", [None, None])[-1] is not None:
-            feature_extractor = checkpoints.load_transformers(entry("feature_extractor"), folder / "feature_extractor")
+        extractor = checkpoints.component_class(folder, index, "feature_extractor", required=False)
+        if extractor is not None:
+            feature_extractor = checkpoints.load_transformers(extractor, folder / "feature_extractor")
         return {
             "text_encoder": checkpoints.load_transformers(entry("text_encoder"), folder / "text_encoder", dtype,
                                                           device),
@@ -122,40 +120,64 @@ class AudioLDM2(Pipeline):
         return {"encoder_hidden_states": generated.to(self.dtype), "encoder_hidden_states_1": states.to(self.dtype),
                 "encoder_attention_mask_1": mask}
 
-    def check_transcription(self, transcription, batch: int, encode: bool = True) -> list[str] | None:
+    def check_transcription(self, transcription, batch: int, encode: bool = True,
+                            label: str = "transcription=") -> list[str] | None:
         """The words to speak, one per prompt, for a TTS checkpoint (None otherwise, or when encode is False:
         prompt_embeds given); a transcription for a non-TTS checkpoint is refused."""
         if self.is_speech and encode:
             if transcription is None:
-                raise InvalidArgument(f"{self.name} is a text-to-speech checkpoint: give transcription= (the words "
+                raise InvalidArgument(f"{self.name} is a text-to-speech checkpoint: give {subject(label)} (the words "
                                       f"to speak) beside the prompt (the voice)")
-            transcriptions = check_prompt(transcription)
+            transcriptions = check_prompt(transcription, label)
             if len(transcriptions) != batch:
                 raise InvalidArgument(f"transcription has {len(transcriptions)} entries but there are {batch} prompts")
             return transcriptions
         if transcription is not None and not self.is_speech:
-            raise InvalidArgument(f"transcription= needs a text-to-speech checkpoint (audioldm2-gigaspeech, "
+            raise InvalidArgument(f"{subject(label)} needs a text-to-speech checkpoint (audioldm2-gigaspeech, "
                                   f"audioldm2-ljspeech); {self.name} is not one")
         return None
 
-    def check_max_new_tokens(self, max_new_tokens) -> int:
+    def check_max_new_tokens(self, max_new_tokens, label: str = "max_new_tokens") -> int:
         """GPT-2 states to generate: the language model config's (8) by default."""
         if max_new_tokens is None:
             max_new_tokens = getattr(self.language_model.config, "max_new_tokens", None) or 8
-        return check_positive_int("max_new_tokens", max_new_tokens)
+        return check_positive_int(label, max_new_tokens)
 
-    def prompt_conditioning(self, prompts: list[str], negative: list[str] | None, n: int, do_cfg: bool,
-                            transcription=None, max_new_tokens: int | None = None) -> dict:
-        """UNet keyword tensors for checked prompts, the one family-specific step of audio editing (edit.py)."""
-        return self.encode_prompt(prompts, self.check_transcription(transcription, len(prompts)), negative, n,
-                                  do_cfg, self.check_max_new_tokens(max_new_tokens))
+    def conditioning(self, prompts, negative, n: int, do_cfg: bool, *, transcription=None, max_new_tokens=None,
+                     embeds: dict, labels: dict) -> tuple[dict, int]:
+        """(UNet keyword tensors, prompts in the batch) for checked prompts or precomputed `embeds` (prompt_embeds
+        with attention_mask and generated_prompt_embeds, and their negative_ counterparts, used as given)."""
+        allowed = {"prompt_embeds", "negative_prompt_embeds", "generated_prompt_embeds",
+                   "negative_generated_prompt_embeds", "attention_mask", "negative_attention_mask"}
+        unknown = sorted(set(embeds) - allowed)
+        if unknown:
+            raise InvalidArgument(f"{unknown[0]}= is not an AudioLDM 2 argument")
+        prompt_embeds, negative_prompt_embeds = embeds.get("prompt_embeds"), embeds.get("negative_prompt_embeds")
+        if prompts is None and (prompt_embeds is None or embeds.get("generated_prompt_embeds") is None):
+            raise InvalidArgument("give prompt=, or both prompt_embeds= and generated_prompt_embeds=")
+        if prompts is not None and prompt_embeds is not None:
+            raise InvalidArgument("give either prompt= or prompt_embeds=, not both")
+        batch = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+        transcriptions = self.check_transcription(transcription, batch, prompt_embeds is None,
+                                                  labels.get("transcription", "transcription="))
+        negative = check_negative(negative, batch)
+        if negative is not None and negative_prompt_embeds is not None:
+            raise InvalidArgument("give either negative_prompt= or negative_prompt_embeds=, not both")
+        if negative_prompt_embeds is not None and embeds.get("negative_generated_prompt_embeds") is None:
+            raise InvalidArgument("negative_prompt_embeds= needs negative_generated_prompt_embeds= too")
+        max_new_tokens = self.check_max_new_tokens(max_new_tokens, labels.get("max_new_tokens", "max_new_tokens"))
+        return self.encode_prompt(prompts, transcriptions, negative, n, do_cfg, max_new_tokens, prompt_embeds,
+                                  negative_prompt_embeds, embeds.get("generated_prompt_embeds"),
+                                  embeds.get("negative_generated_prompt_embeds"), embeds.get("attention_mask"),
+                                  embeds.get("negative_attention_mask")), batch
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, transcription: str | list[str] | None = None,
-                 audio_length_in_s: float | None = None, num_inference_steps: int = 200, guidance_scale: float = 3.5,
-                 negative_prompt: str | list[str] | None = None, num_waveforms_per_prompt: int = 1,
-                 eta: float = 0.0, generator=None, latents: torch.Tensor | None = None,
-                 prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
+                 audio_length_in_s: float | None = None, num_inference_steps: int = family_default(200),
+                 guidance_scale: float = family_default(3.5), negative_prompt: str | list[str] | None = None,
+                 num_waveforms_per_prompt: int = 1, eta: float = 0.0, generator=None,
+                 latents: torch.Tensor | None = None, prompt_embeds: torch.Tensor | None = None,
+                 negative_prompt_embeds: torch.Tensor | None = None,
                  generated_prompt_embeds: torch.Tensor | None = None,
                  negative_generated_prompt_embeds: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, negative_attention_mask: torch.Tensor | None = None,
@@ -164,43 +186,28 @@ class AudioLDM2(Pipeline):
                  sampler: str | None = None, sampler_options: dict | None = None, rank: bool = True, ranker=None,
                  progress: bool = False):
         """Generate audio (or speech, with `transcription` on a TTS checkpoint) from text, with the arguments and
-        defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5, 10.24 s). Lengths above
-        pipe.long_form.above_seconds (20.48 s) are made in overlapping windows and decoded in chunks (longform.py).
+        defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5 — or the model folder's soundsmith.json —
+        and 10.24 s). Lengths above pipe.long_form.above_seconds (20.48 s) are made in overlapping windows and
+        decoded in chunks (longform.py).
 
         Beyond AudioLDMPipeline's arguments (see soundsmith.AudioLDM): transcription — the words to speak (TTS
         checkpoints); prompt_embeds / attention_mask — T5 (or VITS) states and mask; generated_prompt_embeds — GPT-2
         states (both needed when prompt is None); max_new_tokens — GPT-2 states to generate (default: the
         language model config's, 8; speech checkpoints want 512). With num_waveforms_per_prompt > 1 each prompt's
         candidates are ranked best first by CLAP (rank=False keeps generation order).
+        A thin adapter: the arguments become a soundsmith.Request, run by soundsmith.engine.
         """
-        check_call(steps=num_inference_steps, guidance_scale=guidance_scale,
-                   num_waveforms_per_prompt=num_waveforms_per_prompt, eta=eta, callback_steps=callback_steps,
-                   output_type=output_type, seed=seed, generator=generator)
-        prompts = check_prompt(prompt)
-        if prompts is None and (prompt_embeds is None or generated_prompt_embeds is None):
-            raise InvalidArgument("give prompt=, or both prompt_embeds= and generated_prompt_embeds=")
-        if prompts is not None and prompt_embeds is not None:
-            raise InvalidArgument("give either prompt= or prompt_embeds=, not both")
-        batch = len(prompts) if prompts is not None else prompt_embeds.shape[0]
-        transcriptions = self.check_transcription(transcription, batch, prompt_embeds is None)
-        negative = check_negative(negative_prompt, batch)
-        if negative is not None and negative_prompt_embeds is not None:
-            raise InvalidArgument("give either negative_prompt= or negative_prompt_embeds=, not both")
-        if negative_prompt_embeds is not None and negative_generated_prompt_embeds is None:
-            raise InvalidArgument("negative_prompt_embeds= needs negative_generated_prompt_embeds= too")
-        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
-        seconds = self.default_seconds if audio_length_in_s is None else audio_length_in_s
-        rows, keep = self.latent_length(check_duration(seconds, self.min_seconds))
-        generator = self.make_generator(seed, generator)
-        n = num_waveforms_per_prompt
-
-        conditioning = self.encode_prompt(
-            prompts, transcriptions, negative, n, guidance_scale > 1.0, max_new_tokens, prompt_embeds,
-            negative_prompt_embeds, generated_prompt_embeds, negative_generated_prompt_embeds, attention_mask,
-            negative_attention_mask)
-        x = self.initial_latents(batch * n, rows, generator, latents)
-        model = guided(self.unet, conditioning, guidance_scale)
-        x = self.denoise(model, x, steps=num_inference_steps, sampler=sampler, generator=generator, eta=eta,
-                         callback=callback, callback_steps=callback_steps, progress=progress,
-                         sampler_options=sampler_options)
-        return self.output(x, keep, output_type, return_dict, seed, self.ranking(rank, ranker, prompts, n))
+        request = Request(prompt=prompt, transcription=transcription, negative_prompt=negative_prompt,
+                          duration=audio_length_in_s, steps=given(num_inference_steps),
+                          guidance=given(guidance_scale),
+                          candidates=num_waveforms_per_prompt, eta=eta, seed=seed, sampler=sampler,
+                          sampler_options=sampler_options, rank=rank, max_new_tokens=max_new_tokens,
+                          _labels=PYTHON_LABELS)
+        embeds = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds,
+                  "generated_prompt_embeds": generated_prompt_embeds,
+                  "negative_generated_prompt_embeds": negative_generated_prompt_embeds,
+                  "attention_mask": attention_mask, "negative_attention_mask": negative_attention_mask}
+        return engine.run(self, request, generator=generator, latents=latents,
+                          embeds={k: v for k, v in embeds.items() if v is not None}, callback=callback,
+                          callback_steps=callback_steps, cross_attention_kwargs=cross_attention_kwargs,
+                          output_type=output_type, return_dict=return_dict, progress=progress, ranker=ranker)

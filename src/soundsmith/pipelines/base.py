@@ -1,149 +1,55 @@
-"""What every family's pipeline shares: argument checks, the length arithmetic, latent noise, the guided denoiser
-handed to the sampler, decoding (VAE → mel → vocoder → trimmed waveform) and the output.
+"""What every family's pipeline shares: loading, the length arithmetic, latent noise, the sampler loop with
+long-form windows, decoding (VAE → mel → vocoder → waveform), ranking and placement.
 
-A family file (audioldm.py, …) only says how prompts become UNet conditioning.
+A family file (audioldm.py, …) only says how prompts become UNet conditioning (`conditioning`); engine.py runs a
+request through these stages.
 """
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
-from .. import checkpoints, longform, samplers
-from ..errors import CheckpointError, InvalidArgument
+from .. import checkpoints, configs, longform, samplers
+from ..errors import CheckpointError
 from ..models.unet import UNet, UNetConfig
 from ..models.vae import AutoencoderKL, VAEConfig
 from ..models.vocoder import HifiGan, VocoderConfig
-
-MAX_SECONDS = 3600.0  # one call generates at most an hour of audio
-OUTPUT_TYPES = ("np", "pt", "latent")
-
-
-@dataclass
-class AudioOutput:
-    """Result of a pipeline call. `audios`: float32 (batch · num_waveforms_per_prompt, samples), numpy for
-    output_type "np", torch otherwise ("latent": the final latents (B, C, H, W), not unscaled)."""
-
-    audios: Any
-    sample_rate: int
-    scores: Any = None  # CLAP text–audio similarity per waveform when candidates were ranked
-    seed: int | None = None
-    info: dict = field(default_factory=dict)
-
-
-def check_prompt(prompt) -> list[str] | None:
-    """None, a non-empty string or a non-empty list of non-empty strings → list (or None)."""
-    if prompt is None:
-        return None
-    prompts = [prompt] if isinstance(prompt, str) else prompt
-    if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
-        raise InvalidArgument(f"prompt={prompt!r} is not allowed: give a string or a list of strings")
-    if not prompts:
-        raise InvalidArgument("prompt=[] is empty: give at least one description of the sound")
-    for p in prompts:
-        if not p.strip():
-            raise InvalidArgument(f"prompt={p!r} is empty: describe the sound, e.g. 'a dog barking in the rain'")
-    return list(prompts)
-
-
-def check_negative(negative_prompt, batch: int) -> list[str] | None:
-    """A string applies to every prompt; a list needs one entry per prompt."""
-    if negative_prompt is None:
-        return None
-    if isinstance(negative_prompt, str):
-        return [negative_prompt] * batch
-    if not isinstance(negative_prompt, (list, tuple)) or not all(isinstance(p, str) for p in negative_prompt):
-        raise InvalidArgument(f"negative_prompt={negative_prompt!r} is not allowed: give a string or a list of strings")
-    if len(negative_prompt) != batch:
-        raise InvalidArgument(f"negative_prompt has {len(negative_prompt)} entries but there are {batch} prompts: "
-                              f"give one negative prompt per prompt, or a single string for all")
-    return list(negative_prompt)
-
-
-def check_duration(seconds, minimum: float, name: str = "audio_length_in_s") -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating, np.integer)):
-        raise InvalidArgument(f"{name}={seconds!r} is not a number: give seconds, e.g. 10")
-    if not math.isfinite(seconds) or seconds < minimum or seconds > MAX_SECONDS or seconds <= 0:
-        raise InvalidArgument(f"{name}={seconds!r} is not allowed: give a duration between {minimum:g} "
-                              f"and {MAX_SECONDS:g} seconds")
-    return seconds
-
-
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidArgument(f"{name}={value!r} is not allowed: give a whole number ≥ 1")
-    return int(value)
-
-
-def check_guidance(guidance_scale) -> float:
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float, np.floating)) \
-            or not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise InvalidArgument(f"guidance_scale={guidance_scale!r} is not allowed: give a number ≥ 0 "
-                              f"(1 or less turns classifier-free guidance off)")
-    return float(guidance_scale)
-
-
-def check_call(*, steps, guidance_scale, num_waveforms_per_prompt, eta, callback_steps, output_type, seed,
-               generator) -> None:
-    check_positive_int("num_inference_steps", steps)
-    check_guidance(guidance_scale)
-    check_positive_int("num_waveforms_per_prompt", num_waveforms_per_prompt)
-    check_positive_int("callback_steps", callback_steps)
-    if not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
-        raise InvalidArgument(f"eta={eta!r} is not allowed: give a number ≥ 0 (0 is deterministic DDIM)")
-    if output_type not in OUTPUT_TYPES:
-        raise InvalidArgument(f"output_type={output_type!r} is not allowed (allowed: {', '.join(OUTPUT_TYPES)})")
-    if seed is not None:
-        if generator is not None:
-            raise InvalidArgument("give seed= or generator=, not both")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-            raise InvalidArgument(f"seed={seed!r} is not allowed: give a whole number between 0 and 2^63 − 1")
 
 
 def model_defaults(folder: Path, steps: int, guidance: float) -> tuple[int, float]:
     """(steps, guidance) a model is called with by default: the family's, unless the folder has a soundsmith.json
     with {"num_inference_steps": N, "guidance_scale": G} (written by `soundsmith train demo` for models trained
-    with settings of their own; diffusers ignores the file). The CLI and AudioLDM / MusicLDM calls use them; an
-    AudioLDM 2 call keeps the reference's signature defaults."""
+    with settings of their own; diffusers ignores the file). Every family and every door uses them (engine.resolve)."""
     path = Path(folder) / "soundsmith.json"
     if not path.exists():
         return steps, guidance
     own = checkpoints.read_json(path)
     steps, guidance = own.get("num_inference_steps", steps), own.get("guidance_scale", guidance)
-    if not (isinstance(steps, int) and steps >= 1 and isinstance(guidance, (int, float)) and guidance >= 0):
+    if not (configs.is_whole(steps) and steps >= 1 and configs.is_number(guidance) and guidance >= 0):
         raise CheckpointError(f"{path}: num_inference_steps must be an integer ≥ 1 and guidance_scale a number ≥ 0 "
-                              f"(got {steps!r}, {guidance!r})")
-    return steps, float(guidance)
+                              f"(got {configs.show(steps)}, {configs.show(guidance)})")
+    return int(steps), float(guidance)
 
 
-def guided(unet: Callable, conditioning: dict, guidance_scale: float) -> Callable:
-    """The model the sampler sees: UNet on [uncond; cond] and the classifier-free guidance combine
-    ε = ε_u + g·(ε_c − ε_u) (Ho & Salimans 2022). `conditioning` holds UNet keyword tensors already batched as
-    [uncond; cond] when guidance is on. x may stack k copies of the batch (long-form windows, (k·B, C, H, W)): the
-    conditioning is then repeated to match. The sampler's state stays float32 whatever the network's dtype: x goes
-    in cast to the UNet's dtype and ε comes back as float32, so bfloat16 / float16 round only inside the network,
-    not the latents they update step after step."""
-    do_cfg = guidance_scale > 1.0
-    dtype = next(unet.parameters()).dtype
-    branches = 2 if do_cfg else 1
-    rows = next((v.shape[0] for v in conditioning.values() if torch.is_tensor(v)), 0)
+class _FamilyInt(int):
+    """A signature default equal to diffusers' (200 steps) that the engine can tell from the same value passed."""
 
-    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        cond, batch = conditioning, rows // branches
-        if batch and x.shape[0] != batch:  # [uncond; cond] each (B, …) → each (k·B, …), copy-major like x
-            k = x.shape[0] // batch
-            cond = {name: v.unflatten(0, (branches, 1, batch)).expand(branches, k, batch, *v.shape[1:]).flatten(0, 2)
-                    if torch.is_tensor(v) else v for name, v in conditioning.items()}
-        out = unet((torch.cat([x, x]) if do_cfg else x).to(dtype), t, **cond).float()
-        if not do_cfg:
-            return out
-        uncond, cond = out.chunk(2)
-        return uncond + guidance_scale * (cond - uncond)
 
-    return model
+class _FamilyFloat(float):
+    """A signature default equal to diffusers' (guidance 3.5) that the engine can tell from the same value passed."""
+
+
+def family_default(value):
+    """diffusers' default for a call argument, as the signature shows it; `given` turns it into None so the model's
+    own default (a soundsmith.json) applies when the caller did not pass one."""
+    return _FamilyInt(value) if isinstance(value, int) else _FamilyFloat(value)
+
+
+def given(value):
+    """None for a `family_default` the caller left alone, else the value."""
+    return None if type(value) in (_FamilyInt, _FamilyFloat) else value
 
 
 def repeat_per_prompt(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -171,34 +77,30 @@ class Pipeline:
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
     def from_folder(cls, folder: Path, index: dict, *, name: str, device: torch.device, dtype: torch.dtype):
-        """Build the pipeline from a diffusers-layout folder whose model_index.json names this family."""
-        def component(key: str, allowed: tuple[str, ...]) -> str:
-            entry = index.get(key)
-            if not entry or entry[-1] is None:
-                raise CheckpointError(f"{folder}/model_index.json has no {key!r} component")
-            if entry[-1] not in allowed:
-                raise CheckpointError(f"{folder}: {key} is a {entry[-1]}, expected {' or '.join(allowed)}")
-            return entry[-1]
-
-        component("unet", ("UNet2DConditionModel", "AudioLDM2UNet2DConditionModel"))
-        component("vae", ("AutoencoderKL",))
-        component("vocoder", ("SpeechT5HifiGan",))
-        unet_cfg = checkpoints.read_json(folder / "unet" / "config.json")
-        unet = checkpoints.load_module(UNet, UNetConfig.from_dict(unet_cfg), folder / "unet",
-                                       "diffusion_pytorch_model", dtype, device)
-        vae = checkpoints.load_module(AutoencoderKL, VAEConfig.from_dict(checkpoints.read_json(folder / "vae" / "config.json")),
-                                      folder / "vae", "diffusion_pytorch_model", dtype, device,
-                                      fix_keys=checkpoints.rename_legacy_vae_keys)
-        vocoder = checkpoints.load_module(
-            HifiGan, VocoderConfig.from_dict(checkpoints.read_json(folder / "vocoder" / "config.json")),
-            folder / "vocoder", "model", dtype, device)
-        scheduler_config = checkpoints.read_json(folder / "scheduler" / "scheduler_config.json")
-        if vocoder.config.model_in_dim % vae.config.scale_factor:
-            raise CheckpointError(f"{folder}: the vocoder's {vocoder.config.model_in_dim} mel bins are not divisible "
-                                  f"by the VAE factor {vae.config.scale_factor}")
+        """Build the pipeline from a diffusers-layout folder whose model_index.json names this family. Every config
+        is checked before its network is built (soundsmith.configs): a broken folder raises CheckpointError."""
+        checkpoints.component_class(folder, index, "unet", ("UNet2DConditionModel", "AudioLDM2UNet2DConditionModel"))
+        checkpoints.component_class(folder, index, "vae", ("AutoencoderKL",))
+        checkpoints.component_class(folder, index, "vocoder", ("SpeechT5HifiGan",))
+        checkpoints.component_class(folder, index, "scheduler", required=False)
+        paths = {name: folder / name / "config.json" for name in ("unet", "vae", "vocoder")}
+        unet_cfg = checkpoints.read_json(paths["unet"])
+        unet_config = UNetConfig.from_dict(unet_cfg, str(paths["unet"]))
+        vae_config = VAEConfig.from_dict(checkpoints.read_json(paths["vae"]), str(paths["vae"]))
+        vocoder_config = VocoderConfig.from_dict(checkpoints.read_json(paths["vocoder"]), str(paths["vocoder"]))
+        scheduler_path = folder / "scheduler" / "scheduler_config.json"
+        scheduler_config = configs.check_scheduler_config(checkpoints.read_json(scheduler_path), str(scheduler_path))
+        if vocoder_config.model_in_dim % vae_config.scale_factor:
+            raise CheckpointError(f"{folder}: the vocoder's {vocoder_config.model_in_dim} mel bins are not divisible "
+                                  f"by the VAE factor {vae_config.scale_factor}")
+        unet = checkpoints.load_module(UNet, unet_config, folder / "unet", "diffusion_pytorch_model", dtype, device)
+        vae = checkpoints.load_module(AutoencoderKL, vae_config, folder / "vae", "diffusion_pytorch_model", dtype,
+                                      device, fix_keys=checkpoints.rename_legacy_vae_keys)
+        vocoder = checkpoints.load_module(HifiGan, vocoder_config, folder / "vocoder", "model", dtype, device)
         conditioning = cls.load_conditioning(folder, index, device, dtype)
         pipe = cls(unet=unet, vae=vae, vocoder=vocoder, scheduler_config=scheduler_config,
-                   unet_sample_size=unet_cfg.get("sample_size"), name=name, folder=folder, device=device,
+                   unet_sample_size=configs.integer(unet_cfg, "sample_size", str(paths["unet"]), None, nullable=True),
+                   name=name, folder=folder, device=device,
                    dtype=dtype, **conditioning)
         pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance)
         return pipe
@@ -230,6 +132,11 @@ class Pipeline:
     def default_seconds(self) -> float:
         return (self.unet_sample_size or 128) * self.vae_scale_factor * self.frame_seconds
 
+    @property
+    def row_seconds(self) -> float:
+        """Seconds per latent row (0.04 for the family's 16 kHz checkpoints)."""
+        return self.frame_seconds * self.vae_scale_factor
+
     def latent_length(self, seconds: float) -> tuple[int, int]:
         """Seconds → (latent rows, waveform samples to keep), in the reference's exact arithmetic: frames =
         int(seconds / frame_seconds) truncated, rounded up to a multiple of the VAE factor; samples =
@@ -240,24 +147,31 @@ class Pipeline:
             frames = int(np.ceil(frames / f)) * f
         return frames // f, int(seconds * self.sample_rate)
 
+    def is_long(self, rows: int) -> bool:
+        """Whether `rows` latent rows are long-form here (windowed denoising, chunked decoding): self.long_form."""
+        return self.long_form.is_long(rows, self.row_seconds)
+
     # ---- noise and sampling ------------------------------------------------------------------------------------
+    def latent_shape(self, batch: int, rows: int) -> tuple[int, int, int, int]:
+        """(B, C, rows, W): the UNet's channels, the mel bins over the VAE factor."""
+        return batch, self.unet.config.in_channels, rows, self.vocoder.config.model_in_dim // self.vae_scale_factor
+
     def initial_latents(self, batch: int, rows: int, generator, latents: torch.Tensor | None) -> torch.Tensor:
-        """The sampler's starting noise (B, C, rows, W), float32 in every pipeline dtype (see `guided`): the same
-        draws as a float32 run, so precisions differ only by the network's rounding."""
+        """The sampler's starting noise (B, C, rows, W), float32 in every pipeline dtype (see engine.guided): the
+        same draws as a float32 run, so precisions differ only by the network's rounding."""
         if latents is not None:
             return latents.to(self.device, torch.float32)
-        width = self.vocoder.config.model_in_dim // self.vae_scale_factor
-        shape = (batch, self.unet.config.in_channels, rows, width)
-        return samplers.randn(shape, generator, self.device, torch.float32)
+        return samplers.randn(self.latent_shape(batch, rows), generator, self.device, torch.float32)
 
-    def denoise(self, model: Callable, latents: torch.Tensor, *, steps: int, sampler: str | None, generator, eta,
-                callback, callback_steps: int, progress: bool, sampler_options: dict | None = None,
-                plan: samplers.Plan | None = None, denoised_hook: Callable | None = None) -> torch.Tensor:
-        """Run the sampler (or the given `plan`, e.g. a `samplers.start_at` one) from `latents`; long latents are
-        denoised in windows (longform.py). denoised_hook: see samplers.run."""
-        plan = plan or samplers.plan(self.scheduler_config, sampler, steps, **(sampler_options or {}))
+    def denoise(self, model: Callable, latents: torch.Tensor, plan: samplers.Plan, *, long: bool, generator, eta,
+                callback, callback_steps: int, progress: bool, denoised_hook: Callable | None = None) -> torch.Tensor:
+        """Run the sampler `plan` from `latents`; long latents are denoised in windows (longform.py).
+        denoised_hook: see samplers.run."""
         self.stage("unet")
-        model, bar = longform.long_denoiser(self, model, latents.shape[-2], len(plan.timesteps), progress)
+        bar = None
+        if long:
+            model, bar = self.long_form.windowed(model, latents.shape[-2], self.row_seconds, self.unet_sample_size,
+                                                 latents.shape[-1], len(plan.timesteps), progress)
         x = samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
                          callback_steps=callback_steps, denoised_hook=denoised_hook,
                          progress=progress and bar is None)
@@ -266,38 +180,26 @@ class Pipeline:
         return x
 
     # ---- decoding ------------------------------------------------------------------------------------------------
-    def latents_to_mel(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) latents → (B, T, M) log-mel, T = 4H, M = 4W; in exact chunks when long (longform.py)."""
+    def latents_to_mel(self, latents: torch.Tensor, long: bool | None = None) -> torch.Tensor:
+        """(B, C, H, W) latents → (B, T, M) log-mel, T = 4H, M = 4W; in exact chunks when long (default: decided
+        from H)."""
         self.stage("vae")
-        return longform.decode_mel(self, latents.to(self.dtype) / self.vae.config.scaling_factor)
+        long = self.is_long(latents.shape[-2]) if long is None else long
+        return self.long_form.decode_mel(self.vae, latents.to(self.dtype) / self.vae.config.scaling_factor, long)
 
-    def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, T, M) log-mel → (B, samples) float32 on the CPU; in exact chunks when long."""
+    def mel_to_waveform(self, mel: torch.Tensor, long: bool | None = None) -> torch.Tensor:
+        """(B, T, M) log-mel → (B, samples) float32 on the CPU; in exact chunks when long (default: decided from T)."""
         self.stage("vocoder")
-        return longform.vocode(self, mel.to(self.dtype)).cpu().float()
+        long = self.is_long(-(-mel.shape[1] // self.vae_scale_factor)) if long is None else long
+        return self.long_form.vocode(self.vocoder, mel.to(self.dtype), long).cpu().float()
 
-    def output(self, latents: torch.Tensor, keep_samples: int, output_type: str, return_dict: bool,
-               seed: int | None, postprocess: Callable | None = None):
-        if output_type == "latent":
-            audio = latents
-        else:
-            audio = self.mel_to_waveform(self.latents_to_mel(latents))[:, :keep_samples]
-        scores = None
-        if postprocess is not None and output_type != "latent":
-            audio, scores = postprocess(audio)
-        if output_type == "np":
-            audio = audio.numpy()
-        if not return_dict:
-            return (audio,)
-        return AudioOutput(audios=audio, sample_rate=self.sample_rate, scores=scores, seed=seed)
-
-    def ranking(self, rank: bool, ranker, prompts: list[str] | None, n: int) -> Callable | None:
+    def ranking(self, rank: bool, ranker, prompts: list[str] | None, n: int, label: str = "ranker=") -> Callable | None:
         """The best-of-n step for `output`: None unless ranking is asked for and a CLAP audio tower is available."""
         if not rank or n < 2 or prompts is None:
             return None
         from .. import rank as ranking
 
-        chosen = ranking.pipeline_ranker(self, ranker)
+        chosen = ranking.pipeline_ranker(self, ranker, label)
         if chosen is None:
             return None
 
@@ -309,11 +211,10 @@ class Pipeline:
 
     @property
     def mel_config(self):
-        """The vocoder's mel recipe (audio.MelConfig) from vocoder/config.json: 16 kHz / 64 mels / hop 160 for the
-        published checkpoints, 22,050 Hz / 80 mels / hop 256 / fmax 8000 for the bundled demo."""
-        from ..audio import MelConfig
+        """The vocoder's mel recipe (audio.MelConfig): canvas.mel_config."""
+        from ..canvas import mel_config
 
-        return MelConfig.from_vocoder_config(checkpoints.read_json(self.folder / "vocoder" / "config.json"))
+        return mel_config(self)
 
     def load_lora(self, path, scale: float = 1.0) -> "Pipeline":
         """Apply the LoRA adapter in folder `path` (soundsmith finetune --lora) to the UNet at `scale`;
@@ -322,12 +223,6 @@ class Pipeline:
 
         load_adapter(self.unet, Path(path).expanduser(), scale)
         return self
-
-    @staticmethod
-    def make_generator(seed, generator):
-        if seed is None:
-            return generator
-        return torch.Generator("cpu").manual_seed(int(seed))
 
     # ---- placement ---------------------------------------------------------------------------------------------
     def enable_model_cpu_offload(self, device=None) -> "Pipeline":

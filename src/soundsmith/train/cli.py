@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from .loop import schedule_from_args, train_from_args
 
 
 def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
@@ -96,31 +97,6 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_finetune, lr=None)
 
 
-def _setup(args):
-    for name in ("steps", "batch", "save_every"):
-        if getattr(args, name, 1) < 1:
-            raise InvalidArgument(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    from .loop import Schedule, stop_on_sigterm
-
-    stop_on_sigterm()
-    return Schedule(steps=args.steps, batch=args.batch, lr=args.lr, save_every=args.save_every, seed=args.seed)
-
-
-def _train(objective, batches, args, schedule, export, description):
-    from .loop import train
-
-    result = train(objective, batches, Path(args.out), schedule, export=export, resume=args.resume,
-                   pidfile_path=Path(args.pidfile) if args.pidfile else None, progress=not args.no_progress,
-                   description=description)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{description}: step {result['step']}, loss {result['loss']}, {result['seconds']} s → {args.out}")
-    return 0
-
-
 def _clips(args):
     from .data import load_clips
 
@@ -135,7 +111,7 @@ def cmd_clap(args) -> int:
 
     from .loop import atomic_save
 
-    schedule = _setup(args)
+    schedule = schedule_from_args(args)
     clips = _clips(args)
     out = Path(args.out)
     teacher = None
@@ -170,7 +146,7 @@ def cmd_clap(args) -> int:
             if int(os.environ.get("RANK", "0")) == 0:
                 atomic_save(teacher, out / "teacher.pt")
         objective = clap.TextDistillObjective(model, projection)
-        return _train(objective, clap.batches(clips, tokenizer, args.batch, teacher), args, schedule,
+        return train_from_args(objective, clap.batches(clips, tokenizer, args.batch, teacher), args, schedule,
                       clap.exporter(tokenizer), "clap text")
     tokenizer_dir = out / "tokenizer"
     if args.resume and tokenizer_dir.exists():
@@ -179,7 +155,7 @@ def cmd_clap(args) -> int:
         tokenizer = clap.train_tokenizer(clips.captions + (teacher["words"] if teacher else []), args.vocab_size)
     torch.manual_seed(args.seed)
     objective = clap.CLAPObjective(ClapModel(clap.clap_config(len(tokenizer), text_width=96)))
-    return _train(objective, clap.batches(clips, tokenizer, args.batch, teacher), args, schedule,
+    return train_from_args(objective, clap.batches(clips, tokenizer, args.batch, teacher), args, schedule,
                   clap.exporter(tokenizer), "clap")
 
 
@@ -206,11 +182,11 @@ def cmd_vae(args) -> int:
 
     from . import vae
 
-    schedule = _setup(args)
+    schedule = schedule_from_args(args)
     clips = _clips(args)
     torch.manual_seed(args.seed)
     objective = vae.VAEObjective(vae.vae_config(), kl_weight=args.kl_weight)
-    return _train(objective, vae.batches(clips, args.batch, args.crop), args, schedule, vae.exporter(clips), "vae")
+    return train_from_args(objective, vae.batches(clips, args.batch, args.crop), args, schedule, vae.exporter(clips), "vae")
 
 
 def cmd_unet(args) -> int:
@@ -218,7 +194,7 @@ def cmd_unet(args) -> int:
 
     from . import unet
 
-    schedule = _setup(args)
+    schedule = schedule_from_args(args)
     schedule.ema = args.ema or None
     if not 0 <= args.dropout < 1:
         raise InvalidArgument(f"--dropout {args.dropout}: must be in [0, 1)")
@@ -229,7 +205,7 @@ def cmd_unet(args) -> int:
                                                          sample_size=prepared["mean"].shape[2]))
     draw = unet.batches(prepared["mean"], prepared["std"], prepared["scale"], prepared["cond"], prepared["uncond"],
                         args.batch, args.dropout, args.crop)
-    return _train(objective, draw, args, schedule, unet.exporter(), f"unet ({args.conditioning})")
+    return train_from_args(objective, draw, args, schedule, unet.exporter(), f"unet ({args.conditioning})")
 
 
 def vae_posteriors(args):
@@ -323,5 +299,5 @@ def cmd_finetune(args) -> int:
 
     if args.lr is None:
         args.lr = 1e-4 if args.lora else 2e-5
-    schedule = _setup(args)
+    schedule = schedule_from_args(args)
     return finetune(args, schedule)

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from .. import lora as lora_lib
-from ..audio import MelConfig
 from ..errors import InvalidArgument
 from . import unet as unet_stage
 from .data import load_clips
+from .loop import train_from_args
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def prepare(pipe, manifest: Path, progress: bool = True) -> dict:
     from ..models.conditioning import clap_text_embeds
 
     vocoder_cfg = read_json(pipe.folder / "vocoder" / "config.json")
-    mel = MelConfig.from_vocoder_config(vocoder_cfg)
+    mel = pipe.mel_config
     frames = (pipe.unet_sample_size or 128) * pipe.vae_scale_factor
     clips = load_clips(manifest, frames, mel, cache=False, progress=progress, center=vocoder_cfg.get("center", True))
     means, stds = [], []
@@ -48,7 +48,6 @@ def finetune(args, schedule) -> int:
     from .. import load
     from ..checkpoints import read_json
     from ..pipelines import AudioLDM
-    from .cli import _train
 
     pipe = load(args.model, device="cpu")
     if type(pipe) is not AudioLDM:
@@ -74,7 +73,7 @@ def finetune(args, schedule) -> int:
         else:
             unet_stage.save(objective.unet, config, out / "model" / "unet")
 
-    return _train(objective, draw, args, schedule, export, "finetune (LoRA)" if args.lora else "finetune")
+    return train_from_args(objective, draw, args, schedule, export, "finetune (LoRA)" if args.lora else "finetune")
 
 
 def _copy_pipeline(source: Path, target: Path) -> None:

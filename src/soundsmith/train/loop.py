@@ -23,6 +23,8 @@ from typing import Callable
 
 import torch
 
+from ..errors import InvalidArgument
+
 PIDFILE = Path("/tmp/soundsmith-train.pid")
 
 
@@ -227,3 +229,27 @@ def _swapped(params: list[torch.Tensor], ema: list[torch.Tensor] | None):
 def stop_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so a terminated run still saves its checkpoint."""
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
+# ---- the command-line stages' shared wiring (train/cli.py, train/finetune.py) -----------------------------------
+
+def schedule_from_args(args) -> Schedule:
+    """The Schedule of a `soundsmith train …` / `finetune` run from its parsed flags (checked), with the thread count
+    applied and SIGTERM turned into a clean stop."""
+    for name in ("steps", "batch", "save_every"):
+        if getattr(args, name, 1) < 1:
+            raise InvalidArgument(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stop_on_sigterm()
+    return Schedule(steps=args.steps, batch=args.batch, lr=args.lr, save_every=args.save_every, seed=args.seed)
+
+
+def train_from_args(objective, batches, args, schedule: Schedule, export, description: str) -> int:
+    """`train` with the flags of a command-line run; prints the outcome once (rank 0). Exit status 0."""
+    result = train(objective, batches, Path(args.out), schedule, export=export, resume=args.resume,
+                   pidfile_path=Path(args.pidfile) if args.pidfile else None, progress=not args.no_progress,
+                   description=description)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{description}: step {result['step']}, loss {result['loss']}, {result['seconds']} s → {args.out}")
+    return 0
