@@ -34,7 +34,9 @@ def force_form(monkeypatch):
 
     def force(name):
         def fastest(key, candidates):
-            names = offered.setdefault(key, list(candidates()))
+            if key not in offered:
+                offered[key] = list(candidates())
+            names = offered[key]
             if name in names:
                 return name
             others = [n for n in names if n != "direct"]
