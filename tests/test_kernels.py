@@ -275,7 +275,7 @@ def test_chunked_vocoding_in_the_cheaper_forms_keeps_exact_seams(force_form):
 
 @pytest.mark.slow
 def test_ahead_of_time_unet_matches_eager_and_a_second_process_loads_it(tiny_audioldm, tmp_path, monkeypatch):
-    """runtime.compile_ahead_of_time: same audio as eager; a new pipeline finds the package and does not compile."""
+    """aot.compile_ahead_of_time: same audio as eager; a new pipeline finds the package and does not compile."""
     import numpy as np
 
     import soundsmith
@@ -284,11 +284,11 @@ def test_ahead_of_time_unet_matches_eager_and_a_second_process_loads_it(tiny_aud
     kwargs = dict(audio_length_in_s=0.256, num_inference_steps=2, seed=0)
     eager = soundsmith.load(tiny_audioldm, device="cpu")("a dog", **kwargs).audios
     pipe = soundsmith.load(tiny_audioldm, device="cpu")
-    runtime.compile_ahead_of_time(pipe, tmp_path)
+    aot.compile_ahead_of_time(pipe, tmp_path)
     compiled = pipe("a dog", **kwargs).audios
     assert np.linalg.norm(compiled - eager) / np.linalg.norm(eager) < 1e-4
     assert len(list(tmp_path.glob("unet-*.pt2"))) == 1
     monkeypatch.setattr(aot, "compile_package", lambda *a, **k: pytest.fail("compiled again"))
     again = soundsmith.load(tiny_audioldm, device="cpu")
-    runtime.compile_ahead_of_time(again, tmp_path)
+    aot.compile_ahead_of_time(again, tmp_path)
     assert np.array_equal(again("a dog", **kwargs).audios, compiled)

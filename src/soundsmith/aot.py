@@ -7,7 +7,7 @@ input signature (shapes and dtypes of the UNet's inputs, which of its optional i
 stores it under `cache_dir` (default ~/.cache/soundsmith/aot), named by a hash of the signature, the weights, the
 model code and the torch version, so a changed checkpoint or soundsmith never loads a stale package.
 
-For warm processes (the service, batch workers) that make many sounds at one length: `runtime.compile_ahead_of_time`.
+For warm processes (the service, batch workers) that make many sounds at one length: `compile_ahead_of_time`.
 """
 
 import hashlib
@@ -19,6 +19,22 @@ import torch
 from torch import nn
 
 MODEL_CODE = ("unet.py", "attention.py", "layers.py")  # the files whose code a package compiles
+
+
+def compile_ahead_of_time(pipe, cache_dir=None) -> None:
+    """Replace the pipeline's UNet by CompiledUNet: compiled by AOTInductor (freezing on the CPU) once per input
+    signature and kept on disk, so that a later process loads it in under a second instead of compiling for minutes
+    (torch.compile's own cache cannot hold a frozen CPU graph). For warm processes that make many sounds at one length
+    (the service, batch workers); the first sound at a new length compiles. The weights must not change afterwards
+    (no LoRA); int8 pipelines are not supported."""
+    from .quantize import Int8Linear
+
+    if any(isinstance(m, Int8Linear) for m in pipe.unet.modules()):
+        from .errors import InvalidArgument
+
+        raise InvalidArgument("ahead-of-time compilation of an int8 pipeline is not supported: use float32 or bfloat16")
+    cpu = next(pipe.unet.parameters()).device.type == "cpu"
+    pipe.unet = CompiledUNet(pipe.unet, weights_key(pipe.folder, pipe.dtype), cache_dir, freezing=cpu)
 
 
 class CompiledUNet(nn.Module):

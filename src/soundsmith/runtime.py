@@ -75,23 +75,6 @@ def compile_pipeline(pipe, mode: str | None = None, freezing: bool | None = None
     pipe.vocoder = torch.compile(pipe.vocoder, mode=mode, dynamic=False)
 
 
-def compile_ahead_of_time(pipe, cache_dir=None) -> None:
-    """Replace the pipeline's UNet by aot.CompiledUNet: compiled by AOTInductor (freezing on the CPU) once per input
-    signature and kept on disk, so that a later process loads it in under a second instead of compiling for minutes
-    (torch.compile's own cache cannot hold a frozen CPU graph). For warm processes that make many sounds at one length
-    (the service, batch workers); the first sound at a new length compiles. The weights must not change afterwards
-    (no LoRA); int8 pipelines are not supported."""
-    from . import aot
-    from .quantize import Int8Linear
-
-    if any(isinstance(m, Int8Linear) for m in pipe.unet.modules()):
-        from .errors import InvalidArgument
-
-        raise InvalidArgument("ahead-of-time compilation of an int8 pipeline is not supported: use float32 or bfloat16")
-    cpu = next(pipe.unet.parameters()).device.type == "cpu"
-    pipe.unet = aot.CompiledUNet(pipe.unet, aot.weights_key(pipe.folder, pipe.dtype), cache_dir, freezing=cpu)
-
-
 def _cache_dir():
     from pathlib import Path
 
