@@ -195,3 +195,23 @@ def test_offload_on_cpu_is_one_line_and_exit_2(tiny_audioldm, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("soundsmith: error: offload=True needs a cuda or mps device")
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_dtype_int8_makes_sound_and_its_file_makes_it_again(capsys, tiny_audioldm, tmp_path):
+    from soundsmith import quantize
+
+    if not quantize.available():
+        pytest.skip("no quantized engine in this torch build")
+    out, again = tmp_path / "dog.wav", tmp_path / "again.wav"
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "--dtype", "int8", "--steps", "2", "-o", out)[0] == 0
+    samples = soundfile.read(out)[0]
+    assert read_metadata(out)["dtype"] == "int8" and np.sqrt(np.mean(samples ** 2)) > 1e-3
+    assert run(capsys, "generate", "--from", out, "-o", again)[0] == 0  # int8 again, from the file's metadata
+    assert np.array_equal(soundfile.read(again)[0], samples)
+
+
+def test_unknown_dtype_is_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "a dog", "--dtype", "int4", "-o", str(tmp_path / "a.wav")])
+    assert info.value.code == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err
