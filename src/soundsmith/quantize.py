@@ -6,8 +6,8 @@ accumulated in int32 and returned in float32. Everything else runs in float32.
 
 Convolutions stay float32: oneDNN's int8 convolution (onednn::qconv2d_pointwise) measured no faster than its
 float32 convolution on the AMD EPYC this project benchmarks on, before counting the two passes that quantise each
-activation (bench/RESULTS.md), so an int8 convolution would only add error. The time and class embeddings (two rows)
-stay float32 too: quantising them saves nothing and costs accuracy.
+activation (a development measurement, not yet a bench/RESULTS.md run), so an int8 convolution would only add
+error. The time and class embeddings (two rows) stay float32 too: quantising them saves nothing and costs accuracy.
 """
 
 import torch

@@ -60,9 +60,10 @@ def compile_pipeline(pipe, mode: str | None = None, freezing: bool | None = None
 
     freezing (default: on for the CPU) turns on inductor's freezing: the weights become constants, so oneDNN
     prepacks them and fuses convolutions with their pointwise neighbours (UNet step, AudioLDM-S float32, compiled with
-    freezing vs eager: 1.2× here, bench/RESULTS.md). The networks must not be trained or have their weights changed
-    afterwards. Compiled code is kept on disk (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/soundsmith/inductor), so a
-    later process at the same shapes loads it instead of compiling (it still traces the Python: seconds)."""
+    freezing vs eager: 1.2× here in development; bench/compiled.py measures it, not yet run into bench/RESULTS.md).
+    The networks must not be trained or have their weights changed afterwards. Compiled code is kept on disk
+    (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/soundsmith/inductor), so a later process at the same shapes loads it
+    instead of compiling (it still traces the Python: seconds)."""
     if freezing is None:
         freezing = next(pipe.unet.parameters()).device.type == "cpu"
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_cache_dir() / "inductor"))

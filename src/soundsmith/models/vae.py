@@ -201,7 +201,7 @@ class AutoencoderKL(nn.Module):
     def keep_float32(self, parts: tuple[str, ...] = LATENT_RESOLUTION) -> None:
         """Run these submodules in float32 whatever the rest's dtype (the decoder casts between them). In bfloat16,
         the decoder's blocks at latent resolution carry a large share of its rounding error for a small share of
-        its time (bench/RESULTS.md)."""
+        its time (LATENT_RESOLUTION's note; a development measurement, not yet a bench/RESULTS.md run)."""
         for name in parts:
             if name == "post_quant_conv" and self.post_quant_conv is None:
                 continue
