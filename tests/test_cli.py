@@ -278,3 +278,23 @@ def test_the_python_api_keeps_raw_outputs_and_normalises_on_request(tiny_audiold
     assert abs(loudness.integrated_loudness(out.audios, out.sample_rate).item() + 16.0) <= 0.05
     assert out.info["loudness"][0].applied and out.request.loudness == -16.0
     assert np.array_equal(out.audios, loudness.normalize_loudness(raw.audios, raw.sample_rate)[0])
+
+
+def test_dtype_int8_makes_sound_and_its_file_makes_it_again(capsys, tiny_audioldm, tmp_path):
+    from soundsmith import quantize
+
+    if not quantize.available():
+        pytest.skip("no quantized engine in this torch build")
+    out, again = tmp_path / "dog.wav", tmp_path / "again.wav"
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "--dtype", "int8", "--steps", "2", "-o", out)[0] == 0
+    samples = soundfile.read(out)[0]
+    assert read_metadata(out)["dtype"] == "int8" and np.sqrt(np.mean(samples ** 2)) > 1e-3
+    assert run(capsys, "generate", "--from", out, "-o", again)[0] == 0  # int8 again, from the file's metadata
+    assert np.array_equal(soundfile.read(again)[0], samples)
+
+
+def test_unknown_dtype_is_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "a dog", "--dtype", "int4", "-o", str(tmp_path / "a.wav")])
+    assert info.value.code == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err

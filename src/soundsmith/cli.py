@@ -38,7 +38,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"model name, hub id, local diffusers folder or original .ckpt/.pth file (converted once) "
                         f"(default {DEFAULT} when cached or reachable, else the bundled `demo`; `soundsmith models`)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default float32")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "int8"],
+                   help="default float32; int8 (cpu): the UNet's transformer layers in int8")
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:

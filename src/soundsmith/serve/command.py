@@ -39,7 +39,7 @@ def add_commands(sub) -> None:
     p.add_argument("--memory-budget-gb", type=float, default=None,
                    help="weights of warm pipelines before the least recently used is unloaded (default: no limit)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "int8"])
     p.set_defaults(func=cmd_serve)
 
 
