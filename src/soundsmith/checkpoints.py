@@ -428,7 +428,7 @@ def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None =
     from .models import clap_text
 
     if class_name == "ClapTextModelWithProjection":
-        config = clap_text.ClapTextConfig.from_dict(read_json(folder / "config.json"))
+        config = clap_text.ClapTextConfig.from_dict(read_json(folder / "config.json"), str(folder / "config.json"))
         return load_module(clap_text.ClapTextTower, config, folder, "model", dtype or torch.float32, device,
                            fix_keys=clap_text.without_index_buffers)
     if class_name in ("RobertaTokenizer", "RobertaTokenizerFast") and clap_text.readable_tokenizer(folder):

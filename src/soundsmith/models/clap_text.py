@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import configs
 from ..errors import CheckpointError
 
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu, "tanh": torch.tanh,
@@ -52,18 +53,26 @@ class ClapTextConfig:
     type_vocab_size: int = 1
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> "ClapTextConfig":
-        names = {f.name for f in fields(cls)}
-        required = [f.name for f in fields(cls) if f.default is MISSING and f.name not in cfg]
-        if required:
-            raise CheckpointError(f"text_encoder config lacks {', '.join(required)}")
-        config = cls(**{k: v for k, v in cfg.items() if k in names})
-        for name in ("hidden_act", "projection_hidden_act"):
-            if getattr(config, name) not in ACTIVATIONS:
-                raise CheckpointError(f"text_encoder config {name}={getattr(config, name)!r} is not supported "
-                                      f"(supported: {', '.join(ACTIVATIONS)})")
+    def from_dict(cls, cfg: dict, where: str = "text_encoder/config.json") -> "ClapTextConfig":
+        """Every key read with its type and range (configs.py): a broken config is one CheckpointError line."""
+        configs.config_object(cfg, where)
+        big, repeat = configs.MAX_TRANSFORMERS_INT, configs.MAX_TRANSFORMERS_REPEAT
+        values = {name: configs.integer(cfg, name, where, high=big)
+                  for name in ("vocab_size", "intermediate_size", "max_position_embeddings")}
+        values.update({name: configs.integer(cfg, name, where)
+                       for name in ("hidden_size", "num_attention_heads", "projection_dim")})
+        values["num_hidden_layers"] = configs.integer(cfg, "num_hidden_layers", where, high=repeat)
+        values["pad_token_id"] = configs.integer(cfg, "pad_token_id", where, 1, low=0, high=big)
+        values["type_vocab_size"] = configs.integer(cfg, "type_vocab_size", where, 1, high=big)
+        values["layer_norm_eps"] = configs.number(cfg, "layer_norm_eps", where, 1e-12, high=1.0, above=0.0)
+        for name, default in (("hidden_act", "gelu"), ("projection_hidden_act", "relu")):
+            value = configs.get(cfg, name, where, default)
+            if not isinstance(value, str) or value not in ACTIVATIONS:
+                raise configs.refuse(where, name, value, f"give one of {', '.join(ACTIVATIONS)}")
+            values[name] = value
+        config = cls(**values)
         if config.hidden_size % config.num_attention_heads:
-            raise CheckpointError(f"text_encoder config hidden_size={config.hidden_size} is not divisible by "
+            raise CheckpointError(f"{where}: hidden_size={config.hidden_size} is not divisible by "
                                   f"num_attention_heads={config.num_attention_heads}")
         return config
 
@@ -192,15 +201,20 @@ class BpeTokenizer:
         except Exception as exc:
             raise CheckpointError(f"{folder / 'tokenizer.json'} could not be read ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
-        config = {}
-        if (folder / "tokenizer_config.json").is_file():
-            config = json.loads((folder / "tokenizer_config.json").read_text())
+        config, where = {}, folder / "tokenizer_config.json"
+        if where.is_file():
+            try:
+                config = configs.config_object(json.loads(where.read_text(encoding="utf-8")), str(where))
+            except (ValueError, RecursionError) as exc:
+                raise CheckpointError(f"{where} is not valid JSON ({' '.join(str(exc).split())[:120]})") from None
         length = config.get("model_max_length")
-        if not isinstance(length, int) or length > 1_000_000:  # transformers' "no limit" is 1e30
+        if not configs.is_whole(length) or not 1 <= length <= 1_000_000:  # transformers' "no limit" is 1e30
             length = 512
         pad = config.get("pad_token", "<pad>")
         pad = pad.get("content", "<pad>") if isinstance(pad, dict) else pad
-        return cls(backend, length, pad)
+        if not isinstance(pad, str) or backend.token_to_id(pad) is None:
+            raise configs.refuse(str(where), "pad_token", pad, "give a token of tokenizer.json's vocabulary")
+        return cls(backend, int(length), pad)
 
     def __call__(self, texts, padding="max_length", max_length: int | None = None, truncation: bool = True,
                  return_tensors: str = "pt") -> Tokens:
@@ -231,5 +245,8 @@ def readable_tokenizer(folder: Path) -> bool:
         spec = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return (spec.get("model") or {}).get("type") == "BPE" \
-        and (spec.get("post_processor") or {}).get("type") == "RobertaProcessing"
+    if not isinstance(spec, dict):
+        return False
+    model, post = spec.get("model"), spec.get("post_processor")
+    return isinstance(model, dict) and model.get("type") == "BPE" \
+        and isinstance(post, dict) and post.get("type") == "RobertaProcessing"
