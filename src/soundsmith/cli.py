@@ -349,7 +349,7 @@ def _load(model: str | None, device: str, dtype: str, lora: str | None = None, c
     pipe = load(model, device=device, dtype=dtype, compile=compile, offload=offload, progress=True)
     if lora is not None:
         pipe.load_lora(lora)
-        _note(f"soundsmith: LoRA {lora}")
+        _note(f"soundsmith: with LoRA {lora}")
     return pipe
 
 
