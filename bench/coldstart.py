@@ -77,7 +77,7 @@ def worker(impl: str, folder: Path, steps: int, calls: int, out: Path) -> None:
             return pipe(PROMPT, num_inference_steps=steps, guidance_scale=GUIDANCE, seed=seed, progress=False)
 
         def write(result):
-            soundsmith.save(out, result.audios[0], result.sample_rate)
+            soundsmith.save(out, result.audios[0], result.sample_rate, overwrite=True)  # every round the same scratch file
     else:
         import diffusers  # noqa: F401  (the import a diffusers user pays)
         import soundfile
