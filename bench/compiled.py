@@ -36,7 +36,7 @@ def child(args) -> dict:
     torch.set_grad_enabled(False)
     folder = CHECKPOINTS / args.model
     pipe = soundsmith.load(folder, device="cpu", dtype=args.dtype)
-    cond = pipe.prompt_conditioning(["A hammer hitting a wooden surface"], None, 1, True)
+    cond = pipe.conditioning(["A hammer hitting a wooden surface"], None, 1, True, embeds={}, labels={})[0]
     shape = latent_shape(folder, args.seconds)
     x = torch.randn(2, *shape[1:], generator=torch.Generator().manual_seed(0)).to(pipe.dtype)
     t = torch.tensor(TIMESTEP)

@@ -121,7 +121,7 @@ def ours(folder: Path, dtype, seconds: float, compile: bool = False) -> Impl:
         generate=lambda steps, latents: pipe(PROMPT, audio_length_in_s=seconds, num_inference_steps=steps,
                                              guidance_scale=GUIDANCE, latents=latents.clone(),
                                              num_waveforms_per_prompt=1, output_type="np").audios,
-        encode=lambda: pipe.prompt_conditioning([PROMPT], None, 1, True),
+        encode=lambda: pipe.conditioning([PROMPT], None, 1, True, embeds={}, labels={})[0],
         unet=lambda x, t, cond: pipe.unet(x, t, **cond),
         decode=pipe.latents_to_mel,
         vocode=pipe.mel_to_waveform,
