@@ -4,7 +4,7 @@ audio) or one InvalidArgument line — never another exception (issue 20)."""
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from soundsmith import InvalidArgument, Request
@@ -53,9 +53,11 @@ def test_any_text_in_any_text_field_is_a_request_or_one_line(prompt, negative, n
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.lists(texts | requests.map(json.dumps), max_size=5).map("\n".join))
+@example(content='{"task": []}')  # found by this test: a task that is not a string reached a dict lookup
+@example(content="\ud800")  # a lone surrogate: the file holds bytes that are not UTF-8
 def test_any_prompt_file_is_requests_or_one_line(tmp_path, content):
     listing = tmp_path / "jobs.jsonl"
-    listing.write_text(content, encoding="utf-8", errors="surrogateescape")
+    listing.write_bytes(content.encode("utf-8", "surrogatepass"))  # a lone surrogate becomes bytes that are not UTF-8
     try:
         assert all(isinstance(r, Request) for r in read_prompt_file(listing))
     except InvalidArgument as exc:

@@ -64,7 +64,7 @@ def line_request(fields: dict, defaults: dict, where: str, labels: dict | None =
     """One line's request: its fields over the `defaults` that apply to its task (a flag such as --steps sets nothing
     on a reconstruct line), one prompt per line."""
     task = fields.get("task", defaults.get("task", "generate"))
-    if task in TASK_FIELDS:
+    if isinstance(task, str) and task in TASK_FIELDS:  # any other value is Request's to refuse, naming the field
         defaults = {k: v for k, v in defaults.items() if k not in TASK_SPECIFIC or k in TASK_FIELDS[task]}
     request = Request.from_dict({**defaults, **fields}, labels=labels, where=f"{where}: ")
     if request.prompts is not None and len(request.prompts) > 1:
