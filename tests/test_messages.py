@@ -70,3 +70,22 @@ def test_a_python_warning_points_at_the_callers_line(tiny_audioldm):
     ours = [w for w in caught if issubclass(w.category, SoundsmithWarning)]
     assert len(ours) == 1 and ours[0].filename == __file__, ours[0].filename
     assert "pass ranker=" in str(ours[0].message)
+
+
+def test_a_missing_ranker_folder_is_named_by_its_flag(capsys, tiny_audioldm, tmp_path):
+    code = main(["generate", "a dog", "-m", str(tiny_audioldm), "-n", "2", "--ranker", str(tmp_path / "missing"),
+                 "--steps", "1", "-d", "0.2", "-o", str(tmp_path / "a.wav")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"soundsmith: error: --ranker {tmp_path / 'missing'}: model folder" in err
+    assert not (tmp_path / "a.wav").exists()
+
+
+def test_a_missing_ranker_folder_is_named_by_its_keyword_in_python(tiny_audioldm, tmp_path):
+    import pytest
+
+    import soundsmith
+
+    pipe = soundsmith.load(tiny_audioldm, progress=False)
+    with pytest.raises(soundsmith.SoundsmithError, match=r"^ranker='[^']*missing': model folder"):
+        pipe("a dog", num_waveforms_per_prompt=2, ranker=str(tmp_path / "missing"), audio_length_in_s=0.2,
+             num_inference_steps=1, progress=False)

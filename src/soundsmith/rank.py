@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from . import audio as audio_lib
 from . import checkpoints
-from .errors import CheckpointError, warn
+from .checks import given
+from .errors import CheckpointError, SoundsmithError, warn
 from .models.conditioning import clap_text_embeds
 
 
@@ -95,7 +96,10 @@ def pipeline_ranker(pipe, ranker=None, label: str = "ranker=") -> Ranker | None:
     if isinstance(ranker, Ranker):
         return ranker
     if ranker is not None:
-        return load_ranker(str(ranker))
+        try:
+            return load_ranker(str(ranker))
+        except SoundsmithError as exc:  # the argument named: the message alone would read as about the model
+            raise type(exc)(f"{given(label, str(ranker))}: {exc}") from None
     if hasattr(pipe.text_encoder, "audio_model") and getattr(pipe, "feature_extractor", None) is not None:
         return Ranker(pipe.text_encoder, pipe.tokenizer, pipe.feature_extractor)
     warn(f"{pipe.name}: candidates are returned unranked, because this checkpoint's CLAP has no audio tower; "

@@ -26,6 +26,7 @@ import weakref
 import torch
 
 from . import rank as ranking
+from .checks import given
 from .errors import InvalidArgument, SoundsmithError
 from .models.conditioning import clap_text_embeds
 
@@ -45,8 +46,7 @@ def clap_for(pipe, folder=None, label: str = "clap=") -> ranking.Ranker:
         try:
             clap = ranking.load_ranker(str(folder))
         except SoundsmithError as exc:  # the argument named: the message alone would read as about the model
-            shown = f"{label}{str(folder)!r}" if label.endswith("=") else f"{label} {folder}"
-            raise type(exc)(f"{shown}: {exc}") from None
+            raise type(exc)(f"{given(label, str(folder))}: {exc}") from None
         checked = _CHECKED.setdefault(pipe, set())
         if str(folder) not in checked:  # once per pipeline and CLAP folder
             check_same_space(pipe, clap, folder)
