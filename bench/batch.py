@@ -26,6 +26,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from soundsmith.machine import cpu_model
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "RESULTS.md"
@@ -100,16 +102,6 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", default="demo")
@@ -136,7 +128,7 @@ def main() -> None:
                 print(f"round {round_ + 1} {config}: {result['wall']:.1f} s, {result['overall']:.2f} clips/min "
                       f"overall, {result['steady']:.2f} steady, load {result['load_before'][0]:.1f} → "
                       f"{result['load_after'][0]:.1f}", file=sys.stderr, flush=True)
-    text = report(runs, args, torch.get_num_threads(), started, _cpu())
+    text = report(runs, args, torch.get_num_threads(), started, cpu_model())
     print(text)
     if args.raw:
         Path(args.raw).write_text(json.dumps(runs, indent=1))

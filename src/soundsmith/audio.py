@@ -462,7 +462,7 @@ def write(path: str | os.PathLike, waveform: torch.Tensor, sample_rate: int, met
                 detail = getattr(e, "strerror", None) or getattr(e, "error_string", None) or str(e)
                 raise AudioFileError(f"{path}: write failed ({' '.join(str(detail).split())})") from None
             raise
-        _fsync_folder(folder)
+        fsync_folder(folder)
 
 
 def check_write_rate(sample_rate, extension: str = ".wav") -> int:
@@ -577,8 +577,8 @@ def _json_scalar(value):
     raise InvalidArgument(f"metadata value {value!r} of type {type(value).__name__}: not JSON-serialisable")
 
 
-def _fsync_folder(folder: str) -> None:
-    # make the rename itself durable where the platform allows opening a folder
+def fsync_folder(folder) -> None:
+    """Make a rename or a new file in `folder` durable, where the platform allows opening a folder."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

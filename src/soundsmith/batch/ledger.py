@@ -113,7 +113,9 @@ class Ledger:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _fsync_folder(self.folder)
+        from ..audio import fsync_folder  # audio's module pulls torch in: imported when a manifest is rewritten
+
+        fsync_folder(self.folder)
 
     def _remove_temporaries(self) -> None:
         for entry in os.scandir(self.folder):
@@ -184,16 +186,3 @@ def _append(fd: int, record: dict) -> None:
     while view:  # a regular file takes the whole buffer in one write; the loop only guards a short write
         view = view[os.write(fd, view):]
     os.fsync(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
