@@ -31,3 +31,22 @@ def test_every_timed_call_runs_in_both_implementations(request, fixture):
     for stage, ours in results["soundsmith"].items():
         theirs = results["diffusers"][stage]
         assert tuple(ours.shape) == tuple(theirs.shape), stage
+
+
+@pytest.mark.parametrize("fixture", ["tiny_audioldm", "tiny_audioldm2"])
+@pytest.mark.parametrize("kind, batch", [("ref", 1), ("ours", 1), ("ours", 3)])
+def test_throughput_makes_the_clips_it_counts(request, fixture, kind, batch, tmp_path, monkeypatch):
+    """bench/throughput.py's process: warm-up call, then exactly --clips clips in calls of --batch prompts."""
+    pytest.importorskip("diffusers")
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))  # the process imports bench/ modules as it goes
+    import throughput
+    folder = request.getfixturevalue(fixture)
+    saved = tmp_path / "first.npy"
+    args = throughput.argparse.Namespace(model=str(folder), kind=kind, batch=batch, clips=4, steps=2, seconds=0.2,
+                                         dtype="float32", compile=False, save=saved)
+    result = throughput.child(args)
+    assert result["clips"] == 4 and result["per_min"] > 0
+    first = np.load(saved)
+    assert first.ndim == 1 and first.size > 0 and np.isfinite(first).all()
