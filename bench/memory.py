@@ -172,14 +172,10 @@ def main(argv=None) -> None:
     err = run_child("error", args.error_seconds, 1) if args.error_seconds else None  # any latents will do
     if err is not None:
         print(json.dumps(err), flush=True)
-    section = report(rows, err, args, time.perf_counter() - start)
-    print(section)
-    if not args.no_write:
-        sys.path.insert(0, str(BENCH))
-        from bench import prepend  # bench/RESULTS.md's format: newest section first
+    sys.path.insert(0, str(BENCH))
+    from bench import publish  # bench/RESULTS.md's format: newest section first
 
-        prepend(section)
-        print(f"written to {BENCH / 'RESULTS.md'}")
+    publish(report(rows, err, args, time.perf_counter() - start), not args.no_write)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """One implementation (diffusers or soundsmith) of one model in one dtype, in its own process, driven by bench.py.
 
-    python bench/worker.py ref|ours FOLDER DTYPE SECONDS THREADS RETRIES OUTDIR   # then JSON requests on stdin
+    python bench/worker.py ref|ours|ov FOLDER DTYPE SECONDS THREADS RETRIES OUTDIR   # then JSON requests on stdin
     python bench/worker.py gemm THREADS RETRIES
 
 The worker loads the pipeline and answers {"import_s", "load_s", ...}; then one JSON answer per request line:
@@ -27,7 +27,8 @@ PROMPT = "A hammer hitting a wooden surface"
 GUIDANCE = 2.5
 TIMESTEP = 501  # any timestep: the UNet's cost does not depend on it
 STAGES = ("text", "unet", "vae", "vocoder")
-STARVED = 0.8  # a call with CPU seconds / wall seconds below 0.8 × threads lost its CPU to other processes
+# a call with CPU seconds / wall seconds below this × threads lost its CPU to other processes (bench.py --starved)
+STARVED = float(os.environ.get("BENCH_STARVED", "0.8"))
 LATENT_SEED = 0
 
 
@@ -120,7 +121,7 @@ def ours(folder: Path, dtype, seconds: float, compile: bool = False) -> Impl:
         generate=lambda steps, latents: pipe(PROMPT, audio_length_in_s=seconds, num_inference_steps=steps,
                                              guidance_scale=GUIDANCE, latents=latents.clone(),
                                              num_waveforms_per_prompt=1, output_type="np").audios,
-        encode=lambda: pipe.prompt_conditioning([PROMPT], None, 1, True),
+        encode=lambda: pipe.conditioning([PROMPT], None, 1, True, embeds={}, labels={})[0],
         unet=lambda x, t, cond: pipe.unet(x, t, **cond),
         decode=pipe.latents_to_mel,
         vocode=pipe.mel_to_waveform,
@@ -175,13 +176,19 @@ def serve(kind: str, folder: Path, dtype_name: str, seconds: float, threads: int
     torch.set_num_threads(threads)
     torch.set_grad_enabled(False)
     dtype = getattr(torch, dtype_name)
-    load = {"ref": reference, "ours": ours}[kind]
+    if kind == "ov":
+        from openvino_impl import openvino
+
+        load = lambda folder, dtype, seconds, compile: openvino(folder, dtype, seconds, threads)  # noqa: E731
+    else:
+        load = {"ref": reference, "ours": ours}[kind]
     import_s = time.perf_counter() - started
     t0 = time.perf_counter()
     impl = load(folder, dtype, seconds, compile)
     answer({"import_s": import_s, "load_s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
             "rss_after_load_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-    latents = torch.randn(latent_shape(folder, seconds), generator=torch.Generator().manual_seed(LATENT_SEED)).to(dtype)
+    latents = torch.randn(latent_shape(folder, seconds), generator=torch.Generator().manual_seed(LATENT_SEED))
+    latents = latents.to(torch.float32 if dtype_name == "int8" else dtype)  # int8 mode runs on float32 activations
     timed = None
     for line in iter(sys.stdin.readline, ""):
         request = json.loads(line)

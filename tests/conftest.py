@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: never let a loader try the network
 sys.path.insert(0, str(Path(__file__).parent))  # `from checkpoints import ...` / `from parity import ...`
+
+# A runner that starts pytest in the background (CI does) leaves SIGINT ignored, and every process a test starts
+# inherits that: Python then installs no KeyboardInterrupt handler, and a test's Ctrl-C never arrives. The CLI rightly
+# keeps a user's `nohup … &` choice, so the tests put the ordinary disposition back for the processes they start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _build(tmp_path_factory, name: str, builder, **kwargs) -> Path:

@@ -1,9 +1,10 @@
-"""soundsmith.audio: the AudioLDM log-mel recipe against direct numpy references, resampling, loudness, and atomic
+"""soundsmith.audio: the AudioLDM log-mel recipe against direct numpy references, resampling, levels, and atomic
 WAV/FLAC files with metadata and one-line errors."""
 
 import json
 import math
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -225,29 +226,47 @@ def test_resample_batches_and_lengths():
     assert audio.resample(torch.randn(1001), 48000, 16000).shape == (334,)  # ceil
 
 
-# ---------------------------------------------------------------------------------------- levels, loudness
+@pytest.mark.parametrize("orig_sr, new_sr", [(7919, 16000), (16000, 7919), (7919, 22050), (48001, 16000)])
+def test_resample_handles_co_prime_rates(orig_sr, new_sr):
+    """Rates whose polyphase bank would be huge (7919 → 16000: 16,000 phases) go through the direct evaluation:
+    a sine below both Nyquists keeps its frequency and amplitude, a sine above the new Nyquist is removed."""
+    y = audio.resample(tone(1000, 1.0, orig_sr, amplitude=0.5).float(), orig_sr, new_sr)
+    assert y.shape == (new_sr,) and y.dtype == torch.float32
+    expected = tone(1000, 1.0, new_sr, amplitude=0.5)
+    inner = slice(new_sr // 10, -new_sr // 10)
+    assert (y[inner].double() - expected[inner]).abs().max() < 1e-5
+    above = 0.6 * new_sr if orig_sr > new_sr else None  # 1.2 × the new Nyquist, below the old one
+    if above:
+        leaked = audio.resample(tone(above, 1.0, orig_sr, amplitude=0.5).float(), orig_sr, new_sr)
+        assert leaked[inner].abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("bank", [100_000, 0])
+def test_direct_resampling_equals_the_polyphase_convolution(monkeypatch, bank):
+    """The direct path (with a bank of phases, and computing taps per output) is the same filter as the conv1d
+    path: forced on a rate pair the conv1d path handles, it gives the same samples to float32 rounding."""
+    x = torch.randn(2, 3, 4410, generator=torch.Generator().manual_seed(0))
+    reference = audio.resample(x, 44100, 16000)
+    monkeypatch.setattr(audio, "RESAMPLE_MAX_TAPS", bank)  # 44100:16000 has a 130,400-tap bank
+    monkeypatch.setattr(audio, "RESAMPLE_CHUNK", 5000)  # several chunks
+    direct = audio.resample(x, 44100, 16000)
+    assert direct.shape == reference.shape == (2, 3, 1600)
+    assert (direct - reference).abs().max() < 1e-5 * reference.abs().max()
+
+
+def test_resample_refuses_rates_that_are_not_positive_whole_numbers():
+    for orig, new in [(0, 16000), (16000, -1), (16000.5, 16000), (float("nan"), 16000), (True, 16000)]:
+        with pytest.raises(InvalidArgument, match="rates must be positive integers"):
+            audio.resample(torch.zeros(10), orig, new)
+
+
+# -------------------------------------------------------------------------------------------------- levels
 
 
 def test_peak_normalize_sets_each_rows_peak_and_keeps_silence():
     x = torch.stack([0.1 * torch.randn(1000), torch.zeros(1000)])
     y = audio.peak_normalize(x, peak_dbfs=-6.0)
     assert abs(y[0].abs().max().item() - 10 ** (-6 / 20)) < 1e-6
-    assert torch.all(y[1] == 0)
-
-
-@pytest.mark.parametrize("sr", [48000, 16000])
-def test_loudness_of_a_full_scale_1khz_sine_is_minus_3_lufs(sr):
-    # BS.1770: a 0 dBFS 997 Hz sine in one channel reads -3.01 LUFS; 20 dB down reads -23.01
-    x = tone(997, 5.0, sr, amplitude=1.0)
-    assert abs(audio.loudness(x, sr).item() - (-3.01)) < 0.05
-    assert abs(audio.loudness(0.1 * x, sr).item() - (-23.01)) < 0.05
-    assert audio.loudness(torch.zeros(sr), sr).item() == -math.inf
-
-
-def test_loudness_normalize_reaches_the_target():
-    x = torch.stack([0.3 * rich_signal(3.0, 16000).float(), torch.zeros(48000)])
-    y = audio.loudness_normalize(x, 16000, lufs=-23.0)
-    assert abs(audio.loudness(y[0], 16000).item() + 23.0) < 0.01
     assert torch.all(y[1] == 0)
 
 
@@ -349,7 +368,7 @@ def test_a_failed_overwrite_keeps_the_existing_file_intact(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(AudioFileError, match="keep.flac"):
-        audio.write(path, torch.zeros(16000), 16000, {"prompt": "replacement"})
+        audio.write(path, torch.zeros(16000), 16000, {"prompt": "replacement"}, overwrite=True)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["keep.flac"]
     assert audio.read_metadata(path) == {"prompt": "original"}
@@ -383,6 +402,12 @@ def test_read_errors_name_the_file_and_the_problem(tmp_path):
         audio.read(empty)
     assert_one_line_naming(e, "empty.wav")
 
+    zero_bytes = tmp_path / "zero.wav"
+    zero_bytes.write_bytes(b"")
+    with pytest.raises(AudioFileError, match="unreadable or corrupt") as e:
+        audio.read(zero_bytes)
+    assert_one_line_naming(e, "zero.wav")
+
     with pytest.raises(AudioFileError, match="folder") as e:
         audio.read(tmp_path)
     assert_one_line_naming(e, tmp_path.name)
@@ -390,6 +415,54 @@ def test_read_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(AudioFileError, match="no such file") as e:
         audio.read_metadata(tmp_path / "gone.flac")
     assert_one_line_naming(e, "gone.flac")
+
+
+def test_a_prime_rate_file_is_read_at_the_models_rate(tmp_path):
+    path = tmp_path / "odd.wav"
+    soundfile.write(str(path), tone(440, 0.5, 7919).numpy(), 7919)
+    y = audio.read(path, 16000)
+    assert y.shape == (math.ceil(3960 * 16000 / 7919),)  # 3960 samples in
+    assert abs(dominant_frequency(y, 16000) - 440) < 2  # within a bin of 2 Hz
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_device_input_is_refused_without_blocking(tmp_path, kind):
+    """Opening a FIFO for reading waits for a writer, and /dev/zero never ends: both are refused at once."""
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        path = tmp_path / "pipe.wav"
+        os.mkfifo(path)
+    else:
+        path = "/dev/zero"
+        if not os.path.exists(path):
+            pytest.skip("no /dev/zero here")
+    outcome = []
+
+    def attempt():
+        for reader in (audio.read, audio.read_metadata):
+            try:
+                reader(path)
+                outcome.append("read")
+            except AudioFileError as e:
+                outcome.append(str(e))
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "reading blocked"
+    assert len(outcome) == 2
+    for message in outcome:
+        assert "not an audio file" in message and str(path) in message and "\n" not in message
+        assert ("FIFO" if kind == "fifo" else "device") in message
+
+
+def test_a_header_claiming_hours_of_audio_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "one-hertz.wav"  # 20,000 samples at 1 Hz: 5.6 hours, 320 million samples at 16 kHz
+    soundfile.write(str(path), np.zeros(20000, dtype=np.int16), 1)
+    with pytest.raises(AudioFileError, match="longer than the 14400 s") as e:
+        audio.read(path)
+    assert_one_line_naming(e, "one-hertz.wav")
 
 
 def test_write_errors_name_the_file_and_the_problem(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ def test_generate_writes_16_bit_wav_with_reproducible_metadata(capsys, tiny_audi
     code, stdout, stderr = run(capsys, "generate", "a dog barking", "-m", tiny_audioldm, "--steps", "3", "-o", out)
     assert code == 0
     assert stdout.strip() == str(out)
-    assert "100%" in stderr  # the progress bar went to stderr
+    assert "soundsmith: denoising 3/3 steps" in stderr  # progress went to stderr
     info = soundfile.info(out)
     assert info.subtype == "PCM_16" and info.samplerate == 16000 and info.frames == 256
     meta = read_metadata(out)
@@ -195,3 +195,106 @@ def test_offload_on_cpu_is_one_line_and_exit_2(tiny_audioldm, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("soundsmith: error: offload=True needs a cuda or mps device")
     assert not (tmp_path / "x.wav").exists()
+
+
+# ------------------------------------------------------------------------------------------------------- loudness
+
+@pytest.fixture(scope="module", params=[("quiet", 0.03), ("loud", 30.0)], ids=lambda p: p[0])
+def leveled_audioldm(request, tiny_audioldm, tmp_path_factory):
+    """The tiny AudioLDM with its vocoder's last layer scaled: "quiet" makes about -53 LUFS, "loud" about -0.6 LUFS
+    with true peaks near +6 dBTP (tanh driven into saturation)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    name, factor = request.param
+    folder = tmp_path_factory.mktemp(name) / "model"
+    shutil.copytree(tiny_audioldm, folder)
+    weights = next((folder / "vocoder").glob("*.safetensors"))
+    state = load_file(weights)
+    state["conv_post.weight"] *= factor
+    state["conv_post.bias"] *= factor
+    save_file(state, weights)
+    return folder
+
+
+def test_cli_outputs_are_at_minus_16_lufs_under_minus_1_dbtp_with_the_record_in_metadata(capsys, leveled_audioldm,
+                                                                                         tmp_path):
+    from soundsmith import loudness
+
+    code, stdout, _ = run(capsys, "generate", "a dog", "-m", leveled_audioldm, "--steps", "2", "-d", "1", "-n", "2",
+                          "--seed", "0", "-o", tmp_path / "dog.wav")
+    assert code == 0
+    levels = []
+    for path in stdout.split():
+        samples, rate = soundfile.read(path)
+        levels.append(loudness.integrated_loudness(samples, rate).item())
+        assert abs(levels[-1] + 16.0) <= 0.5, levels
+        assert loudness.true_peak(samples, rate).item() <= -1.0
+        meta = read_metadata(path)
+        assert meta["loudness"] == -16.0 and meta["loudness_applied"] is True
+        assert meta["loudness_target_lufs"] == -16.0 and meta["loudness_ceiling_dbtp"] == -1.0
+        assert abs(meta["loudness_output_lufs"] + 16.0) <= 0.05 and meta["true_peak_dbtp"] <= -1.0
+    assert max(levels) - min(levels) < 0.2  # candidates of one prompt alike
+
+
+def test_loudness_off_writes_the_raw_samples_and_a_stated_target_is_met(capsys, leveled_audioldm, tmp_path):
+    import soundsmith
+    from soundsmith import loudness
+
+    raw = soundsmith.load(leveled_audioldm, progress=False)("a dog", audio_length_in_s=1.0, num_inference_steps=2,
+                                                            seed=0, progress=False).audios[0]
+    assert run(capsys, "generate", "a dog", "-m", leveled_audioldm, "--steps", "2", "-d", "1", "--seed", "0",
+               "--loudness", "off", "-o", tmp_path / "raw.wav")[0] == 0
+    written = soundfile.read(tmp_path / "raw.wav", dtype="float32")[0]
+    assert np.abs(written - np.clip(raw, -1, 1)).max() <= 1 / 32768  # 16-bit rounding only
+    meta = read_metadata(tmp_path / "raw.wav")
+    assert "loudness" not in meta and "loudness_applied" not in meta
+
+    assert run(capsys, "generate", "a dog", "-m", leveled_audioldm, "--steps", "2", "-d", "1", "--seed", "0",
+               "--loudness", "-23", "-o", tmp_path / "quieter.wav")[0] == 0
+    samples, rate = soundfile.read(tmp_path / "quieter.wav")
+    assert abs(loudness.integrated_loudness(samples, rate).item() + 23.0) <= 0.5
+    assert read_metadata(tmp_path / "quieter.wav")["loudness_target_lufs"] == -23.0
+
+
+def test_from_makes_a_normalised_file_again_at_its_own_loudness(capsys, tiny_audioldm, tmp_path):
+    first, again = tmp_path / "first.wav", tmp_path / "again.wav"
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "--steps", "2", "-d", "0.5", "--loudness", "-20",
+               "-o", first)[0] == 0
+    assert run(capsys, "generate", "--from", first, "-o", again)[0] == 0
+    assert np.array_equal(soundfile.read(first)[0], soundfile.read(again)[0])
+    assert read_metadata(again)["loudness_target_lufs"] == -20.0
+
+
+def test_the_python_api_keeps_raw_outputs_and_normalises_on_request(tiny_audioldm):
+    import soundsmith
+    from soundsmith import loudness
+
+    pipe = soundsmith.load(tiny_audioldm, progress=False)
+    raw = pipe("a dog", audio_length_in_s=0.5, num_inference_steps=2, seed=0, progress=False)
+    assert "loudness" not in raw.info and raw.request.loudness is None
+    out = pipe("a dog", audio_length_in_s=0.5, num_inference_steps=2, seed=0, progress=False, loudness=-16)
+    assert abs(loudness.integrated_loudness(out.audios, out.sample_rate).item() + 16.0) <= 0.05
+    assert out.info["loudness"][0].applied and out.request.loudness == -16.0
+    assert np.array_equal(out.audios, loudness.normalize_loudness(raw.audios, raw.sample_rate)[0])
+
+
+def test_dtype_int8_makes_sound_and_its_file_makes_it_again(capsys, tiny_audioldm, tmp_path):
+    from soundsmith import quantize
+
+    if not quantize.available():
+        pytest.skip("no quantized engine in this torch build")
+    out, again = tmp_path / "dog.wav", tmp_path / "again.wav"
+    assert run(capsys, "generate", "a dog", "-m", tiny_audioldm, "--dtype", "int8", "--steps", "2", "-o", out)[0] == 0
+    samples = soundfile.read(out)[0]
+    assert read_metadata(out)["dtype"] == "int8" and np.sqrt(np.mean(samples ** 2)) > 1e-3
+    assert run(capsys, "generate", "--from", out, "-o", again)[0] == 0  # int8 again, from the file's metadata
+    assert np.array_equal(soundfile.read(again)[0], samples)
+
+
+def test_unknown_dtype_is_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "a dog", "--dtype", "int4", "-o", str(tmp_path / "a.wav")])
+    assert info.value.code == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err

@@ -185,8 +185,8 @@ def test_existing_output_is_not_overwritten_without_force(capsys, tmp_path):
 def test_bad_device_and_dtype_are_refused():
     with pytest.raises(InvalidArgument, match="device='tpu'"):
         soundsmith.load("whatever", device="tpu")
-    with pytest.raises(InvalidArgument, match="dtype='int8'"):
-        soundsmith.load("whatever", dtype="int8")
+    with pytest.raises(InvalidArgument, match="dtype='int4'"):
+        soundsmith.load("whatever", dtype="int4")
 
 
 def test_console_script_exits_2_without_traceback(tmp_path):

@@ -52,6 +52,10 @@ def one_line(capsys, argv) -> str:
     (["generate", "a dog", "-o", "{tmp}", "--force"], "unsupported extension"),
     (["generate", "a dog", "-o", "{tmp}/folder.wav", "--force"], "is a folder"),
     (["transfer", "{tmp}/in.wav", "x" * 1900], "too long to store in a WAV"),
+    (["generate", "a dog", "--loudness", "-80"], "-80"),
+    (["generate", "a dog", "--loudness", "loud"], "loudness 'loud': give a target in LUFS"),
+    (["transfer", "{tmp}/in.wav", "drums", "--loudness", "5"], "5"),
+    (["batch", "{tmp}/jobs.txt", "-o", "{tmp}/b", "--loudness", "nan"], "nan"),
 ])
 def test_bad_input_is_refused_before_any_model_loads(capsys, tmp_path, no_model_loads, argv, fragment):
     (tmp_path / "folder.wav").mkdir()
@@ -59,6 +63,7 @@ def test_bad_input_is_refused_before_any_model_loads(capsys, tmp_path, no_model_
     import soundfile
 
     soundfile.write(tmp_path / "in.wav", np.zeros(1600), 16000)
+    (tmp_path / "jobs.txt").write_text("a dog\n")
     error = one_line(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert fragment in error, error
 
@@ -145,3 +150,31 @@ def test_a_signal_at_any_moment_leaves_no_traceback_and_no_temporary_file(tiny_a
     # 0: it finished first; -signum: it came before Python had started our code (nothing written, nothing shown)
     assert proc.returncode in (status, 0, -signum), (proc.returncode, err)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_file_that_appears_during_the_run_is_kept_and_the_sound_goes_beside_it(capsys, tiny_audioldm, tmp_path,
+                                                                                   monkeypatch):
+    from soundsmith import engine
+
+    late = tmp_path / "late.wav"
+    run = engine.run
+
+    def user_writes_meanwhile(*args, **kwargs):
+        out = run(*args, **kwargs)
+        late.write_text("IMPORTANT")
+        return out
+
+    monkeypatch.setattr(engine, "run", user_writes_meanwhile)
+    assert main(["generate", "a dog", "-m", str(tiny_audioldm), "--steps", "1", "-d", "0.032", "-o", str(late)]) == 0
+    out, err = capsys.readouterr()
+    assert late.read_text() == "IMPORTANT"
+    assert out.strip() == str(tmp_path / "late-2.wav") and (tmp_path / "late-2.wav").exists()
+    assert "soundsmith: warning: " in err and "appeared while this run was under way" in err
+
+
+def test_upscaling_a_silent_input_says_it_is_silent(tiny_audioldm):
+    from soundsmith import edit
+
+    pipe = soundsmith.load(tiny_audioldm, device="cpu")
+    with pytest.raises(InvalidArgument, match="the input is silent: there is no band to keep"):
+        edit.upscale(pipe, torch.zeros(4096))

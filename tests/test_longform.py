@@ -102,11 +102,11 @@ def test_every_family_generates_long_form(family, request):
         pipe("a drum kit", audio_length_in_s=0.016, num_inference_steps=2, seed=0).audios))
 
 
-def test_long_form_progress_counts_windows(tiny_10ms, capsys):
+def test_long_form_progress_names_the_windows_and_counts_steps(tiny_10ms, capsys):
     pipe = soundsmith.load(tiny_10ms, device="cpu")
     pipe("a bell", audio_length_in_s=21, num_inference_steps=2, seed=0, progress=True)
     err = capsys.readouterr().err
-    assert "65 windows of 0.64 s" in err and "130/130" in err
+    assert "soundsmith: denoising in 65 windows of 0.64 s 2/2 steps" in err
 
 
 def test_long_form_options_are_checked(tiny_10ms):

@@ -10,6 +10,9 @@
 
     from soundsmith import Request, engine               # one description of any job, one engine that runs it
     out = engine.run(pipe, Request(prompt="rain on a tin roof", duration=5.0, seed=0))
+
+    from soundsmith import AudioLDM2Pipeline              # diffusers scripts: change the import line only
+    pipe = AudioLDM2Pipeline.from_pretrained("cvssp/audioldm2", torch_dtype=torch.float16).to("cuda")
 """
 
 import importlib
@@ -19,14 +22,16 @@ from .request import Request
 
 __version__ = "0.1.0"
 
-__all__ = ["AudioLDM", "AudioLDM2", "AudioFileError", "MusicLDM", "AudioOutput", "CheckpointError", "InvalidArgument",
-           "ModelNotFound", "Pipeline", "Request", "SoundsmithError", "edit", "engine", "load", "save"]
+__all__ = ["AudioLDM", "AudioLDM2", "AudioLDM2Pipeline", "AudioLDMPipeline", "AudioFileError", "DiffusionPipeline",
+           "MusicLDM", "MusicLDMPipeline", "AudioOutput", "CheckpointError", "InvalidArgument", "ModelNotFound",
+           "Pipeline", "Request", "SoundsmithError", "edit", "engine", "load", "save", "schedulers"]
 
 # torch and the networks load on first use, so `soundsmith --help`, argument errors and Ctrl-C during start-up are
 # instant and clean (PEP 562)
 _LAZY = {"AudioLDM": "pipelines", "AudioLDM2": "pipelines", "MusicLDM": "pipelines", "Pipeline": "pipelines",
-         "load": "pipelines", "AudioOutput": "engine"}
-_SUBMODULES = {"edit", "engine"}
+         "load": "pipelines", "AudioOutput": "engine", **{name: "pipelines.compat" for name in (
+             "AudioLDMPipeline", "AudioLDM2Pipeline", "MusicLDMPipeline", "DiffusionPipeline")}}
+_SUBMODULES = {"edit", "engine", "schedulers"}
 
 
 def __getattr__(name: str):
@@ -37,8 +42,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'soundsmith' has no attribute {name!r}")
 
 
-def save(path, waveform, sample_rate: int, metadata: dict | None = None):
-    """Write a waveform (samples,) to WAV (16-bit) or FLAC, atomically, with optional metadata. See audio.write."""
+def save(path, waveform, sample_rate: int, metadata: dict | None = None, *, overwrite: bool = False):
+    """Write a waveform (samples,) to WAV (16-bit) or FLAC, atomically, with optional metadata; an existing file
+    is replaced only with overwrite=True. See audio.write."""
     from .audio import write
 
-    return write(path, waveform, sample_rate, metadata)
+    return write(path, waveform, sample_rate, metadata, overwrite=overwrite)

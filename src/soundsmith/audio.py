@@ -1,4 +1,5 @@
-"""Audio in and out: the AudioLDM log-mel recipe, resampling, loudness, and atomic WAV/FLAC files with metadata.
+"""Audio in and out: the AudioLDM log-mel recipe, resampling, levels, and atomic WAV/FLAC files with metadata.
+Loudness (BS.1770) is in loudness.py.
 
 The log-mel is the one the AudioLDM family trains its VAE and HiFi-GAN on (AudioLDM, AudioLDM 2 and MusicLDM share
 the 16 kHz recipe below). Sources, re-expressed here in torch and numpy:
@@ -15,10 +16,15 @@ Shapes: waveforms are (B, samples) or (samples,) float32 in [-1, 1]; log-mels ar
 and the vocoder take them.
 """
 
+import errno
 import json
 import math
 import os
 import secrets
+import signal
+import stat
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,7 +33,7 @@ import soundfile
 import torch
 import torch.nn.functional as F
 
-from .errors import AudioFileError, InvalidArgument
+from .errors import AudioFileError, InvalidArgument, OutputExists, SoundsmithError
 
 # the 16 kHz recipe of AudioLDM, AudioLDM 2 and MusicLDM
 SAMPLE_RATE = 16000
@@ -53,17 +59,14 @@ TARGET_SAMPLES = TARGET_FRAMES * HOP_LENGTH  # 163840 samples = 10.24 s
 RESAMPLE_ZERO_CROSSINGS = 64
 RESAMPLE_ROLLOFF = 0.9475937
 RESAMPLE_BETA = 14.769656
-RESAMPLE_MAX_TAPS = 2**24  # polyphase bank size (phases x taps) above which a rate pair is refused
-
-# ITU-R BS.1770-4 loudness: K-weighting (analog prototypes as in libebur128), 400 ms blocks every 100 ms, gates
-K_SHELF_HZ, K_SHELF_DB, K_SHELF_Q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
-K_SHELF_VB_EXPONENT = 0.4996667741545416  # the shelf's mid-band gain is its high-band gain to this power
-K_HIGHPASS_HZ, K_HIGHPASS_Q = 38.13547087602444, 0.5003270373238773
-LOUDNESS_BLOCK_S, LOUDNESS_STEP_S = 0.4, 0.1
-LOUDNESS_ABSOLUTE_GATE, LOUDNESS_RELATIVE_GATE = -70.0, -10.0
+RESAMPLE_MAX_TAPS = 2**24  # polyphase bank size (phases x taps) above which the direct evaluation is used
+RESAMPLE_CHUNK = 2**22  # direct evaluation: (rows x outputs x taps) elements gathered at a time
+RESAMPLE_MAX_BANK = 2**25  # direct evaluation: phases x taps kept (128 MB float32); beyond, taps per output
 
 # files
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+MAX_WRITE_RATE = {".wav": 768000, ".flac": 655350}  # Hz: the fastest audio hardware (768 kHz); FLAC's own ceiling
+MAX_READ_SECONDS = 4 * 3600.0  # longest input read (a header claiming 1 Hz must not become terabytes at 16 kHz)
 WAV_COMMENT_LIMIT = 2045  # longest RIFF INFO comment libsndfile writes and reads back; longer ones vanish silently
 
 
@@ -81,9 +84,9 @@ class MelConfig:
 
     def __post_init__(self):
         for name in ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise InvalidArgument(f"MelConfig {name}={value!r}: must be a positive integer")
+            value, high = getattr(self, name), 2**24 if name == "sample_rate" else 2**16
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value <= high:
+                raise InvalidArgument(f"MelConfig {name}={value!r}: must be a positive integer up to {high}")
         if self.win_length > self.n_fft:
             raise InvalidArgument(f"MelConfig win_length={self.win_length}: must not exceed n_fft={self.n_fft}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
@@ -107,27 +110,47 @@ class MelConfig:
         win_size, fmin, fmax). The hop is the product of upsample_rates; n_fft, when absent, is the smallest power of
         two >= 4 hops (1024 at hop 160 and 256, 2048 at hop 480: the AudioLDM 16/48 kHz and HiFi-GAN recipes);
         win_length defaults to n_fft, fmin to 0 and fmax to half the sample rate (8000 Hz at 16 kHz)."""
+        if not isinstance(cfg, dict):
+            raise InvalidArgument(f"vocoder config {str(cfg)[:60]!r}: must be a dict")
         n_mels = cfg.get("model_in_dim", cfg.get("num_mels"))
         if n_mels is None or "sampling_rate" not in cfg or not ("upsample_rates" in cfg or "hop_size" in cfg):
             raise InvalidArgument(
                 f"vocoder config with keys {sorted(cfg)}: needs model_in_dim (or num_mels), sampling_rate "
                 "and upsample_rates (or hop_size)"
             )
-        hop = math.prod(cfg["upsample_rates"]) if "upsample_rates" in cfg else cfg["hop_size"]
-        if cfg.get("hop_size", hop) != hop:
+
+        def whole(key, value):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or value % 1 or value < 1:
+                raise InvalidArgument(f"vocoder config {key}={str(value)[:60]}: must be a positive whole number")
+            return int(value)
+
+        def hz(key, value):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise InvalidArgument(f"vocoder config {key}={str(value)[:60]}: must be a frequency in Hz")
+            return float(value)
+
+        rates = cfg.get("upsample_rates")
+        if rates is not None and not (isinstance(rates, (list, tuple)) and rates):
+            raise InvalidArgument(f"vocoder config upsample_rates={str(rates)[:60]}: must be a list of whole numbers")
+        hop = math.prod(whole("upsample_rates", r) for r in rates) if rates is not None \
+            else whole("hop_size", cfg["hop_size"])
+        if "hop_size" in cfg and cfg["hop_size"] != hop:
             raise InvalidArgument(
                 f"vocoder config hop_size={cfg['hop_size']}: differs from the product of upsample_rates={hop}"
             )
-        n_fft = cfg.get("n_fft") or 2 ** math.ceil(math.log2(4 * hop))
+        sample_rate = whole("sampling_rate", cfg["sampling_rate"])
+        n_fft = whole("n_fft", cfg["n_fft"]) if cfg.get("n_fft") else 2 ** math.ceil(math.log2(4 * hop))
+        win = cfg.get("win_size") or cfg.get("win_length")
         fmax = cfg.get("fmax")
         return cls(
-            sample_rate=int(cfg["sampling_rate"]),
-            n_fft=int(n_fft),
-            hop_length=int(hop),
-            win_length=int(cfg.get("win_size") or cfg.get("win_length") or n_fft),
-            n_mels=int(n_mels),
-            fmin=float(cfg.get("fmin") or 0.0),
-            fmax=float(fmax) if fmax is not None else cfg["sampling_rate"] / 2,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop,
+            win_length=whole("win_size", win) if win else n_fft,
+            n_mels=whole("model_in_dim", n_mels),
+            fmin=hz("fmin", cfg.get("fmin") or 0.0),
+            fmax=hz("fmax", fmax) if fmax is not None else sample_rate / 2,
         )
 
 
@@ -220,13 +243,20 @@ def waveform_to_mel(waveform: torch.Tensor, frames: int | None = None, cfg: MelC
 
 
 def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Band-limited resampling of (..., samples) from orig_sr to new_sr Hz → (..., ceil(samples·new/orig)).
+    """Band-limited resampling of (..., samples) from orig_sr to new_sr Hz → (..., ceil(samples·new/orig)), for any
+    two integer rates.
 
-    Polyphase Kaiser-windowed sinc: the rates are reduced by their gcd to orig:new, each of the `new` output
-    phases gets its own filter, and one strided conv1d computes them all. The low-pass sits at RESAMPLE_ROLLOFF of
-    the lower Nyquist, so content above the new Nyquist is removed (about -100 dB) rather than folded back.
-    Same rates return the input itself."""
-    if orig_sr <= 0 or new_sr <= 0 or orig_sr % 1 or new_sr % 1:
+    Kaiser-windowed sinc: the rates are reduced by their gcd to orig:new; output sample n sits at time n / new and
+    input sample i at i / orig (time units of gcd⁻¹ s), and n is the sum over the inputs within the filter's half
+    width of x[i]·h(n / new − i / orig). The low-pass sits at RESAMPLE_ROLLOFF of the lower Nyquist, so content above
+    the new Nyquist is removed (about -100 dB) rather than folded back. The filter of output n depends only on its
+    phase n mod new: when the bank of every phase is small (common rates: 44100 → 16000 is 160 phases) one strided
+    conv1d computes them all; otherwise (co-prime rates such as 7919 → 16000) each output's taps are gathered and
+    weighted directly, in chunks, which costs about 2·RESAMPLE_ZERO_CROSSINGS multiply-adds per input or output
+    sample, whichever rate is higher, whatever the ratio. Same rates return the input itself."""
+    if isinstance(orig_sr, bool) or isinstance(new_sr, bool) or not all(
+            isinstance(r, (int, float, np.integer, np.floating)) and math.isfinite(r) and r > 0 and r % 1 == 0
+            for r in (orig_sr, new_sr)):
         raise InvalidArgument(f"resample from {orig_sr} Hz to {new_sr} Hz: rates must be positive integers")
     if orig_sr == new_sr:
         return waveform
@@ -235,24 +265,56 @@ def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     cutoff = RESAMPLE_ROLLOFF * min(orig, new) / 2  # cycles per time unit; input sample n sits at time n / orig
     half_width = RESAMPLE_ZERO_CROSSINGS / (2 * cutoff)  # time units either side of an output sample
     reach = math.ceil(half_width * orig)  # input samples either side
-    if new * (2 * reach + orig) > RESAMPLE_MAX_TAPS:
-        raise InvalidArgument(
-            f"resample from {orig_sr} Hz to {new_sr} Hz: the ratio {orig}:{new} needs too large a filter bank; "
-            "go through a common rate such as 48000 Hz"
-        )
-    offsets = torch.arange(-reach, reach + orig, dtype=torch.float64)  # input sample relative to orig·k
-    phases = torch.arange(new, dtype=torch.float64)[:, None]  # output sample new·k + phase
-    t = phases / new - offsets / orig  # (new, taps) time from each input to each output sample
+    shape, length = waveform.shape[:-1], waveform.shape[-1]
+    outputs = math.ceil(length * new / orig)
+    x = waveform.reshape(-1, length)
+    if new * (2 * reach + orig) <= RESAMPLE_MAX_TAPS:
+        offsets = torch.arange(-reach, reach + orig, dtype=torch.float64)  # input sample relative to orig·k
+        taps = _sinc_taps(torch.arange(new, dtype=torch.float64)[:, None] / new - offsets / orig, cutoff, half_width,
+                          orig)  # (new, taps): output sample new·k + phase
+        y = F.conv1d(F.pad(x[:, None], (reach, reach + orig)), taps.to(x)[:, None, :], stride=orig)  # (M, new, k)
+        y = y.transpose(1, 2).reshape(len(x), -1)[:, :outputs]
+    else:
+        y = _resample_direct(x, orig, new, outputs, cutoff, half_width, reach)
+    return y.reshape(*shape, -1)
+
+
+def _sinc_taps(t: torch.Tensor, cutoff: float, half_width: float, orig: int) -> torch.Tensor:
+    """Kaiser-windowed sinc low-pass at `cutoff` (cycles per time unit) at time offsets t (float64, time units),
+    scaled for an input of `orig` samples per time unit; 0 beyond half_width."""
     u = (t / half_width).clamp(-1.0, 1.0)
     beta = torch.tensor(RESAMPLE_BETA, dtype=torch.float64)
     kaiser = torch.special.i0(beta * torch.sqrt(1 - u**2)) / torch.special.i0(beta)
-    taps = 2 * cutoff / orig * torch.sinc(2 * cutoff * t) * kaiser * (t.abs() <= half_width)
+    return 2 * cutoff / orig * torch.sinc(2 * cutoff * t) * kaiser * (t.abs() <= half_width)
 
-    shape, length = waveform.shape[:-1], waveform.shape[-1]
-    x = F.pad(waveform.reshape(-1, 1, length), (reach, reach + orig))
-    y = F.conv1d(x, taps.to(waveform.dtype).to(waveform.device)[:, None, :], stride=orig)  # (M, new, frames)
-    y = y.transpose(1, 2).reshape(len(x), -1)[:, : math.ceil(length * new / orig)]
-    return y.reshape(*shape, -1)
+
+def _resample_direct(x: torch.Tensor, orig: int, new: int, outputs: int, cutoff: float, half_width: float,
+                     reach: int) -> torch.Tensor:
+    """resample() for rate pairs whose polyphase bank is too large: (M, samples) → (M, outputs). Output n gathers
+    the 2·reach + 1 inputs around c = floor(n·orig / new); its taps are those of its phase n mod new (a bank of
+    min(new, outputs) phases when it holds at most RESAMPLE_MAX_BANK taps, else computed per chunk of outputs):
+    the same filter as the conv1d path, without its orig − 1 zero taps per phase."""
+    width = 2 * reach + 1
+    padded = F.pad(x, (reach, reach + 1))  # input i sits at padded index i + reach
+    m = torch.arange(width)
+
+    def taps(phases: torch.Tensor) -> torch.Tensor:  # (P,) int64 → (P, width) in x's dtype
+        first = phases * orig // new - reach  # the input index of tap 0
+        t = phases[:, None].double() / new - (first[:, None] + m).double() / orig
+        return _sinc_taps(t, cutoff, half_width, orig).to(x)
+
+    step = max(1, RESAMPLE_CHUNK // (width * len(x)))
+    bank = None  # taps of every phase, when that costs less than computing them per output
+    if min(new, outputs) * width <= RESAMPLE_MAX_BANK:
+        phases = min(new, outputs)
+        bank = torch.cat([taps(torch.arange(p, min(p + step, phases))) for p in range(0, phases, step)])
+    y = x.new_empty(len(x), outputs)
+    for start in range(0, outputs, step):
+        n = torch.arange(start, min(start + step, outputs))
+        centre = n * orig // new  # (n·orig) fits int64 for any hour of audio at any rate
+        weights = bank[n % new] if bank is not None else taps(n % new)
+        y[:, start:start + len(n)] = (padded[:, centre[:, None] + m] * weights).sum(-1)
+    return y
 
 
 def peak_normalize(waveform: torch.Tensor, peak_dbfs: float = -1.0) -> torch.Tensor:
@@ -262,97 +324,88 @@ def peak_normalize(waveform: torch.Tensor, peak_dbfs: float = -1.0) -> torch.Ten
     return waveform * (10 ** (peak_dbfs / 20) / peak.clamp(min=1e-12)) * (peak > 0)
 
 
-def _biquad_response(b: list, a: list, n: int) -> torch.Tensor:
-    z = torch.exp(-2j * math.pi * torch.arange(n // 2 + 1, dtype=torch.float64) / n)
-    return (b[0] + b[1] * z + b[2] * z**2) / (a[0] + a[1] * z + a[2] * z**2)
-
-
-def _k_weighting(n: int, sample_rate: int) -> torch.Tensor:
-    # the two BS.1770 biquads (high shelf, then RLB high-pass) by the bilinear transform at this sample rate
-    k = math.tan(math.pi * K_SHELF_HZ / sample_rate)
-    vh = 10 ** (K_SHELF_DB / 20)
-    vb = vh**K_SHELF_VB_EXPONENT
-    a0 = 1 + k / K_SHELF_Q + k * k
-    shelf_b = [(vh + vb * k / K_SHELF_Q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / K_SHELF_Q + k * k) / a0]
-    shelf_a = [1.0, 2 * (k * k - 1) / a0, (1 - k / K_SHELF_Q + k * k) / a0]
-    k = math.tan(math.pi * K_HIGHPASS_HZ / sample_rate)
-    a0 = 1 + k / K_HIGHPASS_Q + k * k
-    highpass_a = [1.0, 2 * (k * k - 1) / a0, (1 - k / K_HIGHPASS_Q + k * k) / a0]
-    return _biquad_response(shelf_b, shelf_a, n) * _biquad_response([1.0, -2.0, 1.0], highpass_a, n)
-
-
-def loudness(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4) of each row of (..., samples), each row one mono programme
-    → (...,) float64; -inf for silence. A full-scale 1 kHz sine reads -3.01 LUFS. The K-weighting filters are
-    applied in the frequency domain over a zero-padded FFT, which equals running the two biquads."""
-    x = waveform.detach().to("cpu", torch.float64)
-    length = x.shape[-1]
-    n = 2 ** math.ceil(math.log2(length + sample_rate))  # one second of room for the filters' tails
-    weighted = torch.fft.irfft(torch.fft.rfft(x, n) * _k_weighting(n, sample_rate), n)[..., :length]
-    block, step = round(LOUDNESS_BLOCK_S * sample_rate), round(LOUDNESS_STEP_S * sample_rate)
-    power = weighted**2
-    blocks = power.unfold(-1, block, step).mean(-1) if length >= block else power.mean(-1, keepdim=True)
-    blocks = blocks.reshape(-1, blocks.shape[-1])
-
-    def lufs(mean_square):
-        return -0.691 + 10 * torch.log10(mean_square)
-
-    result = []
-    for z in blocks:
-        z = z[lufs(z) > LOUDNESS_ABSOLUTE_GATE]
-        z = z[lufs(z) > lufs(z.mean()) + LOUDNESS_RELATIVE_GATE] if len(z) else z
-        result.append(lufs(z.mean()) if len(z) else torch.tensor(-math.inf, dtype=torch.float64))
-    return torch.stack(result).reshape(x.shape[:-1])
-
-
-def loudness_normalize(waveform: torch.Tensor, sample_rate: int, lufs: float = -23.0) -> torch.Tensor:
-    """Scale each row of (..., samples) to an integrated loudness of `lufs` (EBU R128: -23; streaming: -14).
-    Silent rows stay silent; the result may exceed full scale (write() clips)."""
-    gain_db = (lufs - loudness(waveform, sample_rate)).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    return waveform * (10 ** (gain_db / 20)).to(waveform)[..., None]
-
-
 # ------------------------------------------------------------------------------------------------------- files
 
 
 def read(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Decode an audio file (wav, flac, ogg, mp3, ... whatever libsndfile reads) → (samples,) float32 mono at
-    sample_rate Hz: channels are averaged, then resampled with resample()."""
+    sample_rate Hz: channels are averaged, then resampled with resample(). Only regular files are read: a FIFO,
+    a device or a socket is refused at once (opening one could wait forever), and so is audio longer than
+    MAX_READ_SECONDS."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise AudioFileError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise AudioFileError(f"{path}: is a folder, not an audio file")
-    if not os.access(path, os.R_OK):
-        raise AudioFileError(f"{path}: permission denied")
-    try:
-        data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except PermissionError:
-        raise AudioFileError(f"{path}: permission denied") from None
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as e:
-        detail = getattr(e, "error_string", None) or str(e)
-        raise AudioFileError(f"{path}: unreadable or corrupt audio ({' '.join(detail.split())})") from None
+    with _open_regular(path) as f:
+        try:
+            with soundfile.SoundFile(f) as sound:
+                seconds = sound.frames / sound.samplerate
+                if seconds > MAX_READ_SECONDS:
+                    raise AudioFileError(f"{path}: {seconds:.0f} s of audio ({sound.frames} samples at "
+                                         f"{sound.samplerate} Hz), longer than the {MAX_READ_SECONDS:.0f} s soundsmith "
+                                         "reads; cut it first")
+                file_rate = sound.samplerate
+                data = sound.read(dtype="float32", always_2d=True)
+        except PermissionError:
+            raise AudioFileError(f"{path}: permission denied") from None
+        except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            detail = getattr(e, "error_string", None) or str(e)
+            raise AudioFileError(f"{path}: unreadable or corrupt audio ({' '.join(detail.split())})") from None
     if data.size == 0:
         raise AudioFileError(f"{path}: contains no audio samples")
     waveform = torch.from_numpy(data.mean(axis=1, dtype=np.float32))
     return resample(waveform, file_rate, sample_rate)
 
 
-def write(path: str | os.PathLike, waveform: torch.Tensor, sample_rate: int, metadata: dict | None = None) -> None:
+@contextmanager
+def _open_regular(path: str):
+    """The file at `path` opened for reading in binary, refused with one line unless it is a regular file. It is
+    opened without blocking and checked on the open descriptor, so a FIFO swapped in after a check cannot hang."""
+    if not os.path.lexists(path):
+        raise AudioFileError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioFileError(f"{path}: is a folder, not an audio file")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise AudioFileError(f"{path}: no such file (or a link to nothing)") from None
+    except PermissionError:
+        raise AudioFileError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise AudioFileError(f"{path}: cannot be opened ({e.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or
+                    stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise AudioFileError(f"{path}: is {kind}, not an audio file; save the audio to a file first")
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f
+
+
+def write(path: str | os.PathLike, waveform: torch.Tensor, sample_rate: int, metadata: dict | None = None, *,
+          overwrite: bool = False) -> None:
     """Write (samples,) or (channels, samples) audio as 16-bit PCM: WAV or FLAC by the extension.
 
     Samples are clipped to [-1, 1] and quantised to round(x·32768) (clipped to int16), so reading the file back
-    returns each sample within 2^-16 (1/32768 at +1.0). The file appears whole or not at all: it is written to a
-    temporary file in the same folder, fsync'ed and renamed over `path`; on any failure the temporary file is
-    removed and an existing `path` is left as it was. `metadata` (prompt, model, seed, steps, guidance, ...) is
+    returns each sample within 2^-16 (1/32768 at +1.0). `metadata` (prompt, model, seed, steps, guidance, ...) is
     stored as JSON in the file's comment (RIFF INFO ICMT for WAV, at most WAV_COMMENT_LIMIT characters; Vorbis
-    comment for FLAC) and read_metadata() gives it back."""
+    comment for FLAC) and read_metadata() gives it back.
+
+    The file appears whole or not at all, and never replaces another: it is written to a temporary file in the same
+    folder, fsync'ed, then linked to `path`, which fails if `path` exists by then, whoever made it (AudioFileError
+    "already exists"; the check is the link itself, so no file created meanwhile is lost). overwrite=True renames
+    the temporary over `path` instead. The temporary file is removed whatever happens: on any failure (an existing
+    `path` is then left as it was), and on SIGINT, SIGTERM or SIGHUP, which are held while the temporary file
+    exists and delivered as soon as it is gone (in the main thread; SIGKILL cannot be held)."""
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
     if extension not in FORMATS:
         raise AudioFileError(f"{path}: cannot write '{extension or 'no extension'}' files; use .wav or .flac")
-    if not isinstance(sample_rate, (int, float, np.number)) or sample_rate <= 0 or sample_rate % 1:
-        raise InvalidArgument(f"sample_rate={sample_rate!r}: must be a positive integer (Hz)")
+    check_write_rate(sample_rate, extension)
     samples = torch.as_tensor(waveform).detach().to("cpu", torch.float64).numpy()
     if samples.ndim not in (1, 2) or samples.shape[-1] == 0:
         raise AudioFileError(f"{path}: nothing to write (waveform of shape {tuple(samples.shape)})")
@@ -377,50 +430,137 @@ def write(path: str | os.PathLike, waveform: torch.Tensor, sample_rate: int, met
         raise AudioFileError(f"{path}: cannot write, folder {folder} {what}")
     if os.path.isdir(path):
         raise AudioFileError(f"{path}: is a folder")
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except PermissionError:
-        raise AudioFileError(f"{path}: permission denied writing to folder {folder}") from None
-    except OSError as e:
-        raise AudioFileError(f"{path}: cannot write to folder {folder} ({e.strerror})") from None
-    try:
+    if not overwrite and os.path.lexists(path):
+        raise _already_exists(path)
+    with signals_held():
+        temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
         try:
-            with soundfile.SoundFile(
-                fd, "w", int(sample_rate), len(pcm), "PCM_16", format=FORMATS[extension], closefd=False
-            ) as f:
-                if comment is not None:
-                    f.comment = comment
-                f.write(pcm.T)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except PermissionError:
+            raise AudioFileError(f"{path}: permission denied writing to folder {folder}") from None
+        except OSError as e:
+            raise AudioFileError(f"{path}: cannot write to folder {folder} ({e.strerror})") from None
+        try:
+            try:
+                with soundfile.SoundFile(
+                    fd, "w", int(sample_rate), len(pcm), "PCM_16", format=FORMATS[extension], closefd=False
+                ) as f:
+                    if comment is not None:
+                        f.comment = comment
+                    f.write(pcm.T)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _publish(temporary, path, overwrite)
+        except BaseException as e:
+            _remove(temporary)
+            if isinstance(e, SoundsmithError):
+                raise
+            if isinstance(e, PermissionError):
+                raise AudioFileError(f"{path}: permission denied") from None
+            if isinstance(e, (OSError, soundfile.LibsndfileError)):
+                detail = getattr(e, "strerror", None) or getattr(e, "error_string", None) or str(e)
+                raise AudioFileError(f"{path}: write failed ({' '.join(str(detail).split())})") from None
+            raise
+        fsync_folder(folder)
+
+
+def check_write_rate(sample_rate, extension: str = ".wav") -> int:
+    """A sample rate write() can store: a whole number of Hz from 1 to MAX_WRITE_RATE of the format."""
+    limit = MAX_WRITE_RATE.get(extension, MAX_WRITE_RATE[".wav"])
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(sample_rate) or sample_rate % 1 or not 1 <= sample_rate <= limit:
+        raise InvalidArgument(f"sample_rate={sample_rate!r}: must be a whole number of Hz from 1 to {limit} "
+                              f"({extension[1:].upper()})")
+    return int(sample_rate)
+
+
+# link(2) says "this file system has no hard links" with one of these
+_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, getattr(errno, "ENOTSUP", -1),
+                  getattr(errno, "EOPNOTSUPP", -1), getattr(errno, "ENOSYS", -1)}
+
+
+def _publish(temporary: str, path: str, overwrite: bool) -> None:
+    """Give the finished temporary file its name: renamed over `path` with overwrite, else linked to `path` (which
+    fails if it exists) and unlinked. Where the file system has no hard links (FAT, some network shares), `path` is
+    claimed by an exclusive create and the temporary renamed over the claim."""
+    if overwrite:
         os.replace(temporary, path)
-    except BaseException as e:
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise _already_exists(path) from None
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
         try:
-            os.remove(temporary)
-        except OSError:
-            pass
-        if isinstance(e, PermissionError):
-            raise AudioFileError(f"{path}: permission denied") from None
-        if isinstance(e, (OSError, soundfile.LibsndfileError)):
-            detail = getattr(e, "strerror", None) or getattr(e, "error_string", None) or str(e)
-            raise AudioFileError(f"{path}: write failed ({' '.join(str(detail).split())})") from None
-        raise
-    _fsync_folder(folder)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            raise _already_exists(path) from None
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            _remove(path)  # our empty claim
+            raise
+        return
+    _remove(temporary)
+
+
+def _already_exists(path: str) -> AudioFileError:
+    return OutputExists(f"{path}: already exists; soundsmith does not replace files unless asked to "
+                          "(overwrite=True, --force)")
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+# what a terminal, a service manager or a batch scheduler sends to stop a process
+HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def signals_held():
+    """Hold SIGINT, SIGTERM and SIGHUP during the block and deliver them, in the order they came, after it: to the
+    handlers that were in place (KeyboardInterrupt for SIGINT, termination for SIGTERM, a program's own handler).
+    What the block leaves behind (a temporary file) is then cleaned up before the process stops. Python runs signal
+    handlers in the main thread only, so elsewhere the block runs as it is; a signal whose handler was not set from
+    Python is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    try:
+        for signum in HELD_SIGNALS:
+            handler = signal.getsignal(signum)
+            if handler is not None:
+                previous[signum] = signal.signal(signum, lambda signum, frame: received.append(signum))
+    except ValueError:  # not the main interpreter
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata dict write() stored in `path`; {} when it has none, {"comment": text} for a foreign comment."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise AudioFileError(f"{path}: no such file")
-    try:
-        with soundfile.SoundFile(path) as f:
-            comment = f.comment
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
-        detail = getattr(e, "error_string", None) or str(e)
-        raise AudioFileError(f"{path}: unreadable or corrupt audio ({' '.join(detail.split())})") from None
+    with _open_regular(path) as file:
+        try:
+            with soundfile.SoundFile(file) as f:
+                comment = f.comment
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+            detail = getattr(e, "error_string", None) or str(e)
+            raise AudioFileError(f"{path}: unreadable or corrupt audio ({' '.join(detail.split())})") from None
     if not comment:
         return {}
     try:
@@ -437,8 +577,8 @@ def _json_scalar(value):
     raise InvalidArgument(f"metadata value {value!r} of type {type(value).__name__}: not JSON-serialisable")
 
 
-def _fsync_folder(folder: str) -> None:
-    # make the rename itself durable where the platform allows opening a folder
+def fsync_folder(folder) -> None:
+    """Make a rename or a new file in `folder` durable, where the platform allows opening a folder."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

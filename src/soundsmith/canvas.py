@@ -15,6 +15,8 @@ x0 ─ noised to the strength's level (SDEdit: Meng et al. 2022, arXiv:2108.0107
   below the cutoff (an FFT crossover).
 - extend: the input's complete rows known, the rows after them generated (only the last window before them is
   denoised again when the result is long-form).
+- vary: fresh noise over the requested length, as generate; the input is the `reference` whose CLAP audio
+  embedding conditions the run (variation.py).
 
 The input is normalised as in training (mean removed, peak 0.5), so the output has the model's level, not the
 input's. Shapes: waveforms (samples,), latents (1, C, rows, W).
@@ -53,6 +55,7 @@ class Canvas:
     first_row: int = 0
     finish: Callable | None = None
     decode_only: bool = False
+    reference: torch.Tensor | None = None  # vary: the input (samples,) at the model's rate, for its CLAP embedding
 
 
 def build(pipe, request, waveform: torch.Tensor | None = None, sample_rate: int | None = None,
@@ -61,14 +64,29 @@ def build(pipe, request, waveform: torch.Tensor | None = None, sample_rate: int 
     (channels, samples) at `sample_rate` Hz (default: the model's) when given."""
     labels = labels or {}
     if request.task == "generate":
-        seconds = pipe.default_seconds if request.duration is None else request.duration
-        rows, keep = pipe.latent_length(check_duration(seconds, pipe.min_seconds, labels.get("duration",
-                                                                                              "audio_length_in_s")))
-        return Canvas(rows, keep, pipe.is_long(rows))
+        return _fresh(pipe, request, labels)
     if waveform is None and request.input is None:
         raise InvalidArgument(f"{request.task} needs input audio: a file path or samples")
     waveform = load_waveform(pipe, request.input if waveform is None else waveform, sample_rate)
     return _TASKS[request.task](pipe, request, waveform, labels)
+
+
+def _fresh(pipe, request, labels) -> Canvas:
+    """Fresh noise over the request's duration (the model's training length when None)."""
+    seconds = pipe.default_seconds if request.duration is None else request.duration
+    rows, keep = pipe.latent_length(check_duration(seconds, pipe.min_seconds, labels.get("duration",
+                                                                                          "audio_length_in_s")))
+    return Canvas(rows, keep, pipe.is_long(rows))
+
+
+def _vary(pipe, request, waveform, labels) -> Canvas:
+    if float((waveform - waveform.mean()).abs().max()) < 10 ** (SILENCE_DBFS / 20):  # silent once the mean is removed
+        where = f"{request.input}: " if request.input else ""
+        raise InvalidArgument(f"{where}the input is silent (below {SILENCE_DBFS:g} dBFS once its DC offset is "
+                              f"removed): vary makes audio like its input, so give audio with sound in it")
+    start = _fresh(pipe, request, labels)
+    start.reference = waveform
+    return start
 
 
 def _reconstruct(pipe, request, waveform, labels) -> Canvas:
@@ -137,7 +155,7 @@ def _extend(pipe, request, waveform, labels) -> Canvas:
 
 
 _TASKS = {"reconstruct": _reconstruct, "transfer": _transfer, "inpaint": _inpaint, "upscale": _upscale,
-          "extend": _extend}
+          "extend": _extend, "vary": _vary}
 
 
 # ------------------------------------------------------------------------------------------------ audio → latents

@@ -2,8 +2,10 @@
 
 - `MODELS`: the published checkpoints of the family, by short name.
 - `resolve()`: name / hub id / folder / original `.ckpt` `.pth` file → local folder in the diffusers layout
-  (downloading only the files a pipeline needs, through huggingface_hub's cache, which honours HF_HOME and
-  HF_HUB_OFFLINE; original checkpoints are converted once into a cache folder, see convert.py).
+  (downloading only the files a pipeline needs, through huggingface_hub's cache, which honours HF_HOME, HF_ENDPOINT
+  and HF_HUB_OFFLINE; original checkpoints are converted once into a cache folder, see convert.py). Before the first
+  download, one quick probe (`hub_unreachable`, ≤ 2 s, no retries) decides whether the hub is there at all; the
+  verdict holds for the rest of the process, so an offline machine fails at once with one line.
 - `read_index()`, `load_state_dict()`, `load_module()`, `load_transformers()`: strict, clear-failing loading of the
   pieces named in `model_index.json`.
 """
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import torch
 
+from . import configs
 from .errors import CheckpointError, ModelNotFound
+from .quiet import quiet
 
 
 @dataclass(frozen=True)
@@ -54,24 +58,57 @@ DEMO_FOLDER = Path(__file__).resolve().parent / "demo"  # package data: a small 
 DEFAULT = "audioldm-s-full-v2"  # the real checkpoint `soundsmith generate` prefers
 
 
-def default_model(probe_timeout: float = 3.0) -> tuple[str, str]:
+HUB_PROBE_TIMEOUT = 2.0  # seconds the one reachability probe may take
+_hub_answers: dict[str, str | None] = {}  # endpoint → None (it answered) or why not; remembered for the process
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """None when the Hugging Face hub (HF_ENDPOINT) answers, else a short reason ("HF_HUB_OFFLINE is set", "no
+    answer within 2 s", "ConnectError"). One request, no retries, at most `timeout` seconds (it runs in a daemon
+    thread, so a hanging DNS lookup cannot hold it up); the verdict is remembered for the rest of the process."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = constants.ENDPOINT
+    if endpoint not in _hub_answers:
+        _hub_answers[endpoint] = _probe(endpoint, timeout)
+    return _hub_answers[endpoint]
+
+
+def _probe(endpoint: str, timeout: float) -> str | None:
+    import threading
+
+    from huggingface_hub.utils import get_session
+
+    answer = [f"no answer within {timeout:g} s"]
+
+    def ask():
+        try:
+            get_session().head(f"{endpoint}/api/models/{MODELS[DEFAULT].repo}", timeout=timeout)
+            answer[0] = None  # any HTTP status means the hub is there
+        except Exception as exc:  # refused, DNS failure, TLS failure, timeout …
+            answer[0] = type(exc).__name__
+
+    thread = threading.Thread(target=ask, name="soundsmith-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return answer[0]
+
+
+def default_model() -> tuple[str, str]:
     """The model to use when none is named, and why: DEFAULT when cached, else the first cached AudioLDM-family
-    checkpoint of MODELS, else DEFAULT when the hub answers within probe_timeout seconds (it will be downloaded),
-    else the bundled demo (offline, or the hub unreachable)."""
+    checkpoint of MODELS, else DEFAULT when the hub answers the probe (it will be downloaded), else the bundled
+    demo (offline, or the hub unreachable)."""
     if is_cached(DEFAULT):
         return DEFAULT, "cached"
     for name in MODELS:
         if is_cached(name):
             return name, "cached"
-    from huggingface_hub import HfApi, constants
-
-    if not constants.HF_HUB_OFFLINE:
-        try:
-            HfApi().model_info(MODELS[DEFAULT].repo, timeout=probe_timeout)
-            return DEFAULT, "not cached; downloading from the hub"
-        except Exception:
-            pass
-    return DEMO, "no real checkpoint is cached and the hub is unreachable: the bundled demo model"
+    why = hub_unreachable()
+    if why is None:
+        return DEFAULT, "not cached; downloading from the hub"
+    return DEMO, f"no real checkpoint is cached and the hub is unreachable ({why}): the bundled demo model"
 
 
 # what a pipeline folder may contain that we need; everything else on the hub repo (fp16 copies, onnx, flax,
@@ -155,10 +192,15 @@ def _download(repo: str, name: str, also: str = "") -> Path:
     if constants.HF_HUB_OFFLINE:
         raise ModelNotFound(f"{also}model {name!r} ({repo}) is not in the local cache {constants.HF_HUB_CACHE} "
                             f"and HF_HUB_OFFLINE is set: {hint}")
+    why = hub_unreachable()
+    if why is not None:
+        raise ModelNotFound(f"{also}model {name!r} ({repo}) is not cached and the hub {constants.ENDPOINT} is "
+                            f"unreachable ({why}): {hint}")
     try:
-        files = files_to_fetch(HfApi().list_repo_files(repo))
-        return Path(snapshot_download(repo, allow_patterns=files))
-    except Exception as exc:  # network down, repository missing or gated
+        with quiet(download_bars=True):  # no retry lines; the download's own progress stays
+            files = files_to_fetch(HfApi().list_repo_files(repo))
+            return Path(snapshot_download(repo, allow_patterns=files))
+    except Exception as exc:  # network dropped, repository missing or gated
         raise ModelNotFound(f"{also}model {name!r} ({repo}) is not cached and could not be downloaded "
                             f"({type(exc).__name__}): {hint}") from None
 
@@ -176,45 +218,78 @@ def _download_file(spec: ModelSpec, name: str) -> Path:
     if constants.HF_HUB_OFFLINE:
         raise ModelNotFound(f"model {name!r} ({spec.repo}/{spec.file}) is not in the local cache "
                             f"{constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set: {hint}")
+    why = hub_unreachable()
+    if why is not None:
+        raise ModelNotFound(f"model {name!r} ({spec.repo}/{spec.file}) is not cached and the hub "
+                            f"{constants.ENDPOINT} is unreachable ({why}): {hint}")
     try:
-        return Path(hf_hub_download(spec.repo, spec.file))
+        with quiet(download_bars=True):  # no retry lines; the download's own progress stays
+            return Path(hf_hub_download(spec.repo, spec.file))
     except Exception as exc:
         raise ModelNotFound(f"model {name!r} ({spec.repo}/{spec.file}) is not cached and could not be downloaded "
                             f"({type(exc).__name__}): {hint}") from None
 
 
 def is_cached(name: str) -> bool:
-    """Whether a known model's snapshot (or original checkpoint file) is in the local huggingface cache."""
-    from huggingface_hub import hf_hub_download, snapshot_download
+    """Whether a known model's snapshot (or original checkpoint file) is in the local huggingface cache:
+    HF_HUB_CACHE/models--owner--name with refs/main naming a snapshot that holds a model_index.json (or the file).
+    Reads the folder layout directly (never the network, and without importing huggingface_hub's download
+    machinery: `soundsmith generate` with no -m asks this for every known model before it starts)."""
+    from huggingface_hub import constants
 
     spec = MODELS[name]
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{spec.repo.replace('/', '--')}"
     try:
-        if spec.file is not None:
-            hf_hub_download(spec.repo, spec.file, local_files_only=True)
-        else:
-            snapshot_download(spec.repo, local_files_only=True)
-        return True
-    except Exception:
+        revision = (repo / "refs" / "main").read_text().strip()
+    except OSError:
         return False
+    return bool(revision) and (repo / "snapshots" / revision / (spec.file or "model_index.json")).is_file()
 
 
 def read_json(path: Path) -> dict:
+    """A config file of a model folder: a JSON object, or CheckpointError naming the file."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: the folder is not a complete diffusers checkpoint") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a JSON file") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
+        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise CheckpointError(f"{path} is not valid JSON ({detail})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror})") from None
+    return configs.config_object(value, str(path))
 
 
 def read_index(folder: Path, allowed: tuple[str, ...]) -> dict:
     """model_index.json of a pipeline folder; its `_class_name` must be one of `allowed`."""
     index = read_json(folder / "model_index.json")
     kind = index.get("_class_name")
-    if kind not in allowed:
-        raise CheckpointError(f"{folder} holds a {kind or 'unnamed'} pipeline, not one soundsmith runs "
+    if not isinstance(kind, str) or kind not in allowed:
+        what = f"a {kind}" if isinstance(kind, str) and kind else f"an unnamed ({configs.show(kind)})"
+        raise CheckpointError(f"{folder} holds {what} pipeline, not one soundsmith runs "
                               f"(allowed: {', '.join(allowed)})")
     return index
+
+
+def component_class(folder: Path, index: dict, key: str, allowed: tuple[str, ...] | None = None,
+                    required: bool = True) -> str | None:
+    """The class model_index.json names for component `key`: its entry is [library, class name] (two strings, or
+    null for an absent optional component). A missing or null entry is CheckpointError when `required`, else None;
+    a class outside `allowed` is CheckpointError."""
+    entry = index.get(key)
+    where = f"{folder}/model_index.json"
+    if entry is None or isinstance(entry, list) and len(entry) == 2 and entry[1] is None:
+        if required:
+            raise CheckpointError(f"{where} has no {key!r} component")
+        return None
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)):
+        raise CheckpointError(f"{where}: {key}={configs.show(entry)} is not a component entry "
+                              f"([library, class name], e.g. [\"diffusers\", \"AutoencoderKL\"])")
+    if allowed is not None and entry[1] not in allowed:
+        raise CheckpointError(f"{folder}: {key} is {entry[1]!r}, expected {' or '.join(allowed)}")
+    return entry[1]
 
 
 _LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
@@ -241,9 +316,25 @@ def _weight_files(folder: Path, stem: str) -> list[Path]:
             return [single]
         index = folder / f"{stem}{suffix}.index.json"
         if index.exists():
-            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
-            return [folder / s for s in shards]
+            return [folder / name for name in _shards(index, suffix)]
     raise CheckpointError(f"{folder} has no weights ({stem}.safetensors or {stem}.bin)")
+
+
+def _shards(index: Path, suffix: str) -> list[str]:
+    """The shard files a `*.index.json` names in its weight_map, checked before any is opened: plain relative
+    names inside the component folder (no absolute path, no `..`), with the index's own suffix."""
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: weight_map={configs.show(weight_map)} is not a mapping of tensor names "
+                              "to shard files")
+    shards = sorted({str(name) for name in weight_map.values()})
+    for name in weight_map.values():
+        parts = str(name).replace("\\", "/").split("/")
+        if not isinstance(name, str) or not name.endswith(suffix) or os.path.isabs(name) or ".." in parts \
+                or "" in parts or ":" in name:
+            raise CheckpointError(f"{index} names the shard {configs.show(name)}: shards must be {suffix} files inside "
+                                  f"{index.parent} (no absolute paths, no '..')")
+    return shards
 
 
 def load_state_dict(folder: Path, stem: str) -> dict[str, torch.Tensor]:
@@ -284,8 +375,13 @@ def load_module(module_cls, config, folder: Path, stem: str, dtype: torch.dtype,
     state = load_state_dict(folder, stem)
     if fix_keys is not None:
         state = fix_keys(state)
-    with torch.device("meta"):
-        module = module_cls(config)
+    try:
+        with torch.device("meta"):
+            module = module_cls(config)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
+        # a config every key of which passed its own check, but whose combination builds no network
+        raise CheckpointError(f"{folder}: its config describes no buildable {module_cls.__name__} "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
     shapes = {key: tensor.shape for key, tensor in module.state_dict().items()}  # once: it walks every module
     missing, unexpected = set(shapes) - set(state), set(state) - set(shapes)
     if missing or unexpected:
@@ -307,35 +403,58 @@ TRANSFORMERS_CLASSES = {
 }
 
 
-def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None = None, device=None):
-    """A transformers model, tokenizer or feature extractor saved in `folder`; models load strictly (a missing
-    weight is an error, not a random initialisation)."""
+def _dtype_argument(dtype: torch.dtype | None) -> dict:
+    """from_pretrained's dtype keyword: `dtype` since transformers 4.56, `torch_dtype` before (deprecated after)."""
     import transformers
 
+    major, minor = (int(part) for part in re.findall(r"\d+", transformers.__version__)[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": dtype}
+
+
+def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None = None, device=None):
+    """A model, tokenizer or feature extractor that transformers saved in `folder`; models load strictly (a missing
+    weight is an error, not a random initialisation).
+
+    CLAP's text tower (ClapTextModelWithProjection) and its byte-level BPE tokenizer (a RobertaTokenizer folder with
+    a tokenizer.json) load as soundsmith's own (models/clap_text.py: same weights, same ids, outputs equal to float
+    rounding) without importing transformers, whose model code takes ~2.3 s to import: AudioLDM and the bundled demo
+    then start without it. Every other class is transformers' own."""
     if class_name not in TRANSFORMERS_CLASSES:
         raise CheckpointError(f"{folder}: component class {class_name!r} is not supported "
                               f"(allowed: {', '.join(sorted(TRANSFORMERS_CLASSES))})")
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is missing: the checkpoint has no {folder.name} component")
-    cls = getattr(transformers, class_name)
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
+    if (folder / "config.json").is_file():
+        configs.check_transformers_config(read_json(folder / "config.json"), str(folder / "config.json"))
+    from .models import clap_text
+
+    if class_name == "ClapTextModelWithProjection":
+        config = clap_text.ClapTextConfig.from_dict(read_json(folder / "config.json"), str(folder / "config.json"))
+        return load_module(clap_text.ClapTextTower, config, folder, "model", dtype or torch.float32, device,
+                           fix_keys=clap_text.without_index_buffers)
+    if class_name in ("RobertaTokenizer", "RobertaTokenizerFast") and clap_text.readable_tokenizer(folder):
+        return clap_text.BpeTokenizer.from_folder(folder)
+    import transformers
+
     try:
-        if not class_name.endswith(("Model", "WithProjection", "LMHeadModel")):
-            return cls.from_pretrained(folder)
-        _weight_files(folder, "model")  # a clear error before transformers' own when no weights exist
-        model, info = cls.from_pretrained(folder, dtype=dtype, output_loading_info=True)
+        with quiet():  # no "Loading weights" bar, no advisory warnings
+            cls = getattr(transformers, class_name)
+            if not class_name.endswith(("Model", "WithProjection", "LMHeadModel")):
+                if not class_name.endswith("Fast") and hasattr(transformers, class_name + "Fast") \
+                        and (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
+                    cls = getattr(transformers, class_name + "Fast")  # transformers 4: the slow class needs vocab.json
+                return cls.from_pretrained(folder)
+            _weight_files(folder, "model")  # a clear error before transformers' own when no weights exist
+            model, info = cls.from_pretrained(folder, output_loading_info=True, **_dtype_argument(dtype))
     except (CheckpointError, ModelNotFound):
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         raise CheckpointError(f"{folder} could not be loaded as {class_name} "
                               f"({type(exc).__name__}: {first}); the files may be truncated or corrupted") from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
     missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
     mismatched = info.get("mismatched_keys", [])
     if missing or mismatched:
         detail = _key_report(missing, []) or f"mismatched shapes: {mismatched[:3]}"
         raise CheckpointError(f"{folder} does not match {class_name}: {detail}")
-    return model.to(device).eval().requires_grad_(False)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)  # transformers 4 kept some in float32

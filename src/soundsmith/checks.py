@@ -26,6 +26,11 @@ def shown(label: str, value) -> str:
     return f"{label}{value!r}" if label.endswith("=") else f"{label}={value!r}"
 
 
+def given(label: str, value) -> str:
+    """An argument as the user gave it, for an error about what it names: `ranker='x'` (Python) or `--ranker x`."""
+    return f"{label}{value!r}" if label.endswith("=") else f"{label} {value}"
+
+
 def subject(label: str) -> str:
     """The field's name alone: "--strength {value:g}" → "--strength", "transcription=" stays as it is."""
     return label.split(" {")[0]

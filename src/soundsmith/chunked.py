@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InvalidArgument
+from .models.layers import conv_add
+from .models.vae import dtype_of
 
 # ----------------------------------------------------------------------------------------- chunked vocoder
 
@@ -69,15 +71,18 @@ class _Stage:
 
 
 def _resnet(block) -> list[_Stage]:
-    # ResnetBlock without a time embedding: x + conv2(silu(norm2(conv1(silu(norm1(x)))))), split at norm2
+    # ResnetBlock without a time embedding: x + conv2(silu(norm2(conv1(silu(norm1(x)))))), split at norm2; in the
+    # block's own dtype, as the decoder runs it (vae.Decoder.forward)
+    dtype = dtype_of(block)
+
     def first(state, norm):
-        x = state[0]
+        x = state[0].to(dtype)
         return x, block.conv1(F.silu(norm(block.norm1, x)))
 
     def second(state, norm):
         x, h = state
-        h = block.conv2(F.silu(norm(block.norm2, h)))
-        return ((x if block.conv_shortcut is None else block.conv_shortcut(x)) + h,)
+        h = F.silu(norm(block.norm2, h))
+        return (conv_add(block.conv2, h, x if block.conv_shortcut is None else block.conv_shortcut(x)),)
 
     return [_Stage(first, block.norm1, 0), _Stage(second, block.norm2, 1)]
 
@@ -99,7 +104,8 @@ def _block_stages(blocks, resampler: str, scale: float, radius: float) -> list[_
             stages += _resnet(resnet)
         if getattr(block, resampler) is not None:
             step = getattr(block, resampler)[0]
-            stages.append(_Stage(lambda state, norm, step=step: (step(state[0]),), scale=scale, radius=radius))
+            stages.append(_Stage(lambda state, norm, step=step: (step(state[0].to(dtype_of(step))),), scale=scale,
+                                 radius=radius))
     return stages
 
 
@@ -107,11 +113,14 @@ def _decoder_stages(vae) -> list[_Stage]:
     d = vae.decoder
 
     def first(state, norm):
-        z = state[0] if vae.post_quant_conv is None else vae.post_quant_conv(state[0])
-        return (d.conv_in(z),)
+        z = state[0]
+        if vae.post_quant_conv is not None:
+            z = vae.post_quant_conv(z.to(dtype_of(vae.post_quant_conv)))
+        return (d.conv_in(z.to(dtype_of(d.conv_in))),)
 
     stages = [_Stage(first)] + _mid(d.mid_block) + _block_stages(d.up_blocks, "upsamplers", 2.0, 0.5)
-    stages.append(_Stage(lambda state, norm: (d.conv_out(F.silu(norm(d.conv_norm_out, state[0]))),),
+    stages.append(_Stage(lambda state, norm: (d.conv_out(F.silu(norm(d.conv_norm_out,
+                                                                     state[0].to(dtype_of(d.conv_norm_out))))),),
                          d.conv_norm_out))
     return stages
 
@@ -174,6 +183,7 @@ def _normalizer(stats: dict) -> Callable:
 def _attend(attention: nn.Module, x: torch.Tensor, stats, block: int) -> torch.Tensor:
     """x + attention(GroupNorm(x)) for (B, C, H, W) x, as vae.MidAttention computes it (one head over all H·W
     positions), in query blocks of `block` positions with keys and values never formed (module docstring)."""
+    x = x.to(dtype_of(attention))
     b_, c, h, w = x.shape
     a, b = _affine(attention.group_norm, stats, c, x)
     a, b = a[:, None], b[:, None]  # (B, 1, C): over tokens
@@ -213,8 +223,8 @@ def _sweep(stages, state, scale: float, rows: int, chunk: int, norm: Callable, s
             part = stage.fn(part, norm)
         lo, hi = round((a - a0) * out_scale), round((b - a0) * out_scale)
         part = tuple(t[:, :, lo:hi] for t in part)
-        if moments is not None:
-            moments.add(part[stat[1]])
+        if moments is not None:  # on the tensor the GroupNorm will see: in its block's dtype
+            moments.add(part[stat[1]].to(stat[0].weight.dtype))
         if stages and a == 0:
             shapes = [(t.shape[0], t.shape[1], round(rows * out_scale), t.shape[3]) for t in part]
             size = sum(math.prod(s) * t.element_size() for s, t in zip(shapes, part))

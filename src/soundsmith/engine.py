@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from . import canvas as canvases
-from . import lora, samplers
+from . import lora, samplers, variation
+from .progress import stage
 from .checks import check_output_type, check_positive_int, subject
 from .errors import InvalidArgument, NonFiniteError
 from .request import Request
@@ -36,8 +37,11 @@ class AudioOutput:
 
 def resolve(pipe, request: Request) -> Request:
     """The request with the model's defaults filled in: steps, guidance and sampler (from the quality preset, the
-    model folder's soundsmith.json or the family), the duration, the model's name. Resolving twice changes nothing."""
-    sampler, steps = request.sampler, request.steps
+    pipeline's assigned scheduler, the model folder's soundsmith.json or the family), the duration, the model's
+    name. Resolving twice changes nothing."""
+    sampler, steps, options = request.sampler, request.steps, request.sampler_options
+    if sampler is None and request.quality is None and pipe.default_sampler is not None:  # pipe.scheduler = …
+        sampler, options = pipe.default_sampler, {**pipe.default_sampler_options, **(options or {})}
     if request.quality is not None:
         from .presets import preset
 
@@ -47,10 +51,11 @@ def resolve(pipe, request: Request) -> Request:
     if request.task == "upscale" and request.prompt is None:
         guidance = 1.0  # no prompt: the high band is generated unconditionally
     changes = dict(model=request.model or pipe.name)
-    if request.task == "generate" and request.duration is None:
+    if request.task in ("generate", "vary") and request.duration is None:
         changes["duration"] = pipe.default_seconds
     if request.task != "reconstruct":
-        changes.update(steps=steps or pipe.default_steps, guidance=guidance, sampler=sampler or "default")
+        changes.update(steps=steps or pipe.default_steps, guidance=guidance, sampler=sampler or "default",
+                       sampler_options=options)
     return request.replace(**changes)
 
 
@@ -118,7 +123,11 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
     sample_rate — input samples instead of request.input; generator; latents — initial noise (B·n, C, rows, W),
     generate only; embeds — precomputed conditioning (the family's prompt_embeds … keywords); callback(step, t,
     latents) every callback_steps steps; cross_attention_kwargs ({"scale": s} scales a LoRA); output_type "np",
-    "pt" or "latent"; return_dict; progress — bars on stderr; ranker — a soundsmith.rank.Ranker or folder.
+    "pt" or "latent"; return_dict; progress — stage lines on stderr (progress.py); ranker — a
+    soundsmith.rank.Ranker or folder. vary (request.clap) conditions on the input's CLAP audio embedding instead of a
+    prompt (variation.py). request.loudness (LUFS) brings every waveform to that integrated loudness under a -1 dBTP
+    true-peak ceiling after ranking (loudness.normalize_loudness), each candidate alike; what was done is in
+    out.info["loudness"] (one LoudnessRecord per waveform). None keeps the model's raw level (diffusers).
     Returns AudioOutput, or (audios,) when return_dict is False."""
     labels = request._labels or {}
     request = resolve(pipe, request)
@@ -131,15 +140,26 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
     if latents is not None and (not torch.is_tensor(latents) or not torch.isfinite(latents).all()):
         raise InvalidArgument("latents= must be a tensor of finite values (it holds NaN or infinity, or is not a "
                               "tensor)")
-    start = canvases.build(pipe, request, audio, sample_rate, labels)
+    with stage("encoding the input", progress and request.task != "generate"):
+        start = canvases.build(pipe, request, audio, sample_rate, labels)
     if start.decode_only:
-        return _output(pipe, request, start, start.x0, output_type, return_dict, None, None)
+        return _output(pipe, request, start, start.x0, output_type, return_dict, None, None, progress)
 
     prompts = request.prompts or ([""] if request.task == "upscale" else None)
     n, guidance = request.candidates, request.guidance
-    conditioning, batch = pipe.conditioning(prompts, request.negative_prompts, n, guidance > 1.0,
-                                            transcription=request.transcriptions,
-                                            max_new_tokens=request.max_new_tokens, embeds=embeds or {}, labels=labels)
+    if start.reference is not None:  # vary: the input's CLAP audio embedding stands where a prompt's would
+        if embeds or ranker is not None:
+            name = sorted(embeds)[0] if embeds else "ranker"
+            raise InvalidArgument(f"{name}= does not apply to vary: it is conditioned on (and ranked by) the input "
+                                  f"audio's CLAP embedding")
+        clap = variation.clap_for(pipe, request.clap, subject(labels.get("clap", "clap=")))
+        target = variation.audio_embedding(pipe, clap, start.reference)
+        embeds = {"prompt_embeds": target}
+    with stage("text", progress):
+        conditioning, batch = pipe.conditioning(prompts, request.negative_prompts, n, guidance > 1.0,
+                                                transcription=request.transcriptions,
+                                                max_new_tokens=request.max_new_tokens, embeds=embeds or {},
+                                                labels=labels)
     generator = make_generator(request.seed, generator)
     plan = samplers.plan(pipe.scheduler_config, None if request.sampler == "default" else request.sampler,
                          request.steps, **(request.sampler_options or {}))
@@ -160,9 +180,12 @@ def run(pipe, request: Request, *, audio=None, sample_rate: int | None = None, g
                          callback_steps=callback_steps, progress=progress, denoised_hook=hook)
     if start.x0 is not None:
         x = _paste_known(start, x, n)
-    ranking = pipe.ranking(request.rank, request.ranker if ranker is None else ranker,
-                           None if prompts == [""] else prompts, n, subject(labels.get("ranker", "ranker=")))
-    return _output(pipe, request, start, x, output_type, return_dict, ranking, start.finish)
+    if start.reference is not None:
+        ranking = variation.ranker(pipe, clap, target) if request.rank and n > 1 else None
+    else:
+        ranking = pipe.ranking(request.rank, request.ranker if ranker is None else ranker,
+                               None if prompts == [""] else prompts, n, subject(labels.get("ranker", "ranker=")))
+    return _output(pipe, request, start, x, output_type, return_dict, ranking, start.finish, progress)
 
 
 def _from_input(pipe, start: canvases.Canvas, n: int, generator, plan):
@@ -194,22 +217,39 @@ def _paste_known(start: canvases.Canvas, x: torch.Tensor, n: int) -> torch.Tenso
     return torch.cat([x0[:, :, :start.first_row].to(x.dtype), x], dim=2)
 
 
-def _output(pipe, request, start, latents, output_type, return_dict, ranking, finish):
-    scores = None
+def _output(pipe, request, start, latents, output_type, return_dict, ranking, finish, progress):
+    scores, info = None, {}
     if output_type == "latent":
         audio = latents
     else:
-        audio = pipe.mel_to_waveform(pipe.latents_to_mel(latents, long=start.long), long=start.long)[:, :start.keep]
-        if not torch.isfinite(audio).all():
-            raise NonFiniteError("decoding produced NaN or infinite samples"
-                                 + (": float16 overflowed in the VAE or vocoder, use bfloat16 or float32"
-                                    if pipe.dtype == torch.float16 else " (the VAE's or vocoder's weights)"))
-        if finish is not None:
-            audio = finish(audio)
+        with stage("decoding", progress):
+            audio = pipe.mel_to_waveform(pipe.latents_to_mel(latents, long=start.long), long=start.long)
+            audio = audio[:, :start.keep]
+            if not torch.isfinite(audio).all():
+                raise NonFiniteError("decoding produced NaN or infinite samples"
+                                     + (": float16 overflowed in the VAE or vocoder, use bfloat16 or float32"
+                                        if pipe.dtype == torch.float16 else " (the VAE's or vocoder's weights)"))
+            if finish is not None:
+                audio = finish(audio)
         if ranking is not None:
-            audio, scores = ranking(audio)
+            with stage("ranking", progress):
+                audio, scores = ranking(audio)
+        if request.loudness is not None:
+            audio, info["loudness"] = _normalize(audio, pipe.sample_rate, request.loudness, progress)
     if output_type == "np":
         audio = audio.numpy()
     if not return_dict:
         return (audio,)
-    return AudioOutput(audios=audio, sample_rate=pipe.sample_rate, scores=scores, seed=request.seed, request=request)
+    return AudioOutput(audios=audio, sample_rate=pipe.sample_rate, scores=scores, seed=request.seed, request=request,
+                       info=info)
+
+
+def _normalize(audio: torch.Tensor, sample_rate: int, target: float, progress: bool):
+    """(B, samples) → each row at `target` LUFS under the true-peak ceiling, and the records of what was done."""
+    from .loudness import normalize_loudness
+
+    with stage(f"loudness {target:g} LUFS", progress) as line:
+        audio, records = normalize_loudness(audio, sample_rate, target)
+        if not all(r.applied for r in records):
+            line.detail = "(left as it is where there is no sound, under -70 LUFS)"
+    return audio, records

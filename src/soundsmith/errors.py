@@ -26,6 +26,10 @@ class AudioFileError(SoundsmithError):
     """An audio file that cannot be read or written."""
 
 
+class OutputExists(AudioFileError):
+    """The output path was taken (by a file that appeared while the run was under way) and is not to be replaced."""
+
+
 class NonFiniteError(SoundsmithError):
     """Generation produced NaN or infinite values (an extreme setting, a float16 overflow, broken weights)."""
 
@@ -33,3 +37,18 @@ class NonFiniteError(SoundsmithError):
 class SoundsmithWarning(UserWarning):
     """Something the user should know that does not stop the run (candidates left unranked …); the CLI prints it as
     one `soundsmith: warning: …` line."""
+
+
+def warn(message: str) -> None:
+    """A SoundsmithWarning attributed to the caller's own line: the first frame outside soundsmith and torch (whose
+    no_grad decorator adds frames), so Python shows where the user called us, not a line of ours or torch's."""
+    import os
+    import sys
+    import warnings
+
+    ours = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2
+    while frame is not None and (frame.f_code.co_filename.startswith(ours)
+                                 or f"{os.sep}torch{os.sep}" in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, SoundsmithWarning, stacklevel=level)

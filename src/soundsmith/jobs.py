@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from .errors import InvalidArgument
-from .request import Request
+from .request import TASK_FIELDS, TASK_SPECIFIC, Request
 
 
 def read_lines(path: str | Path) -> list[tuple[int, str]]:
@@ -55,16 +55,32 @@ def parse_line(text: str, as_json: bool, where: str) -> dict:
     return item
 
 
+def is_json_lines(path: str | Path, entries: list[tuple[int, str]]) -> bool:
+    """Whether a prompt file is JSON Lines: by its extension (.jsonl / .ndjson) or a first entry starting with "{"."""
+    return Path(path).suffix.lower() in (".jsonl", ".ndjson") or entries[0][1].startswith("{")
+
+
+def line_request(fields: dict, defaults: dict, where: str, labels: dict | None = None) -> Request:
+    """One line's request: its fields over the `defaults` that apply to its task (a flag such as --steps sets nothing
+    on a reconstruct line), one prompt per line."""
+    task = fields.get("task", defaults.get("task", "generate"))
+    if isinstance(task, str) and task in TASK_FIELDS:  # any other value is Request's to refuse, naming the field
+        defaults = {k: v for k, v in defaults.items() if k not in TASK_SPECIFIC or k in TASK_FIELDS[task]}
+    request = Request.from_dict({**defaults, **fields}, labels=labels, where=f"{where}: ")
+    if request.prompts is not None and len(request.prompts) > 1:
+        raise InvalidArgument(f"{where}: {len(request.prompts)} prompts in one line: give one prompt per line")
+    return request
+
+
 def read_prompt_file(path: str | Path, defaults: dict | None = None, labels: dict | None = None) -> list[Request]:
     """The requests of a prompt list file, each line's fields over `defaults` (request fields, e.g. from flags).
     Names must be plain file names, used once."""
     entries = read_lines(path)
-    as_json = Path(path).suffix.lower() in (".jsonl", ".ndjson") or entries[0][1].startswith("{")
+    as_json = is_json_lines(path, entries)
     requests, names = [], set()
     for number, text in entries:
         where = f"{path} line {number}"
-        fields = parse_line(text, as_json, where)
-        request = Request.from_dict({**(defaults or {}), **fields}, labels=labels, where=f"{where}: ")
+        request = line_request(parse_line(text, as_json, where), defaults or {}, where, labels)
         if request.name is not None:
             if request.name in names:
                 raise InvalidArgument(f"prompt file {str(path)!r}: output name {request.name!r} is used twice")

@@ -16,7 +16,6 @@ hands the answer to each stage. Everything here takes numbers (rows, seconds per
 pipeline. Shapes: latents (B, C, rows, W), mel (B, T, M), waveforms (B, samples).
 """
 
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,7 +35,10 @@ class LongForm:
     of a window shared with the next (0.5: every row is seen by two windows; higher is smoother and slower).
     positions_per_call: latent positions (rows × width) per UNet call, windows stacked along the batch up to this
     (4096: one 10.24 s AudioLDM pass). decode_rows / budget_mb: latent rows per VAE chunk, and the largest
-    intermediate (MB) the chunked VAE keeps whole. vocoder_frames: mel frames per vocoder chunk."""
+    intermediate (MB) the chunked VAE keeps whole. vocoder_frames: mel frames per vocoder chunk.
+    chunked_decoding: decode in exact chunks at every length, not only long-form (diffusers' enable_vae_tiling);
+    sliced_decoding: decode one waveform of a batch at a time (enable_vae_slicing). Both bound decoding memory and
+    leave the output unchanged (to float rounding)."""
 
     above_seconds: float = LONG_SECONDS
     window_seconds: float | None = None
@@ -45,6 +47,8 @@ class LongForm:
     decode_rows: int = 128
     budget_mb: float = 256.0
     vocoder_frames: int = 512
+    chunked_decoding: bool = False
+    sliced_decoding: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.overlap < 1.0:
@@ -69,32 +73,38 @@ class LongForm:
                                   f"({2 * row_seconds:g} s): give a longer window")
         return rows
 
-    def windowed(self, model: Callable, rows: int, row_seconds: float, sample_size: int | None, width: int,
-                 calls: int, progress: bool) -> tuple[Callable, object]:
-        """The windowed model over long latents (B, C, rows, width) and its progress bar (or None), which counts
-        UNet evaluations of one window: `calls` model calls × windows; `model` itself when one window covers all."""
+    def windowed(self, model: Callable, rows: int, row_seconds: float, sample_size: int | None,
+                 width: int) -> tuple[Callable, str | None]:
+        """The windowed model over long latents (B, C, rows, width) and what it does in words ("65 windows of
+        0.64 s", for the progress line); `model` itself and None when one window covers all."""
         window = self.window_rows(row_seconds, sample_size)
         if rows <= window:
             return model, None
         stride = max(1, round(window * (1 - self.overlap)))
         starts = window_starts(rows, window, stride)
         per_call = max(1, self.positions_per_call // (window * width))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=calls * len(starts), unit="window", file=sys.stderr,
-                       desc=f"{len(starts)} windows of {window * row_seconds:g} s")
-        return windowed(model, rows, window, stride, per_call, bar), bar
+        return windowed(model, rows, window, stride, per_call), f"{len(starts)} windows of {window * row_seconds:g} s"
 
     def decode_mel(self, vae, latents: torch.Tensor, long: bool) -> torch.Tensor:
         """(B, C, rows, W) latents already divided by scaling_factor → (B, T, M) mel, chunked when long."""
-        mel = vae_decode(vae, latents, self.decode_rows, self.budget_mb) if long else vae.decode(latents)
-        return mel.squeeze(1)
+        def decode(x):
+            chunked = long or self.chunked_decoding
+            return vae_decode(vae, x, self.decode_rows, self.budget_mb) if chunked else vae.decode(x)
+
+        return self._per_waveform(decode, latents).squeeze(1)
 
     def vocode(self, vocoder, mel: torch.Tensor, long: bool) -> torch.Tensor:
         """(B, T, M) mel → (B, samples) waveform, chunked when long."""
-        return vocode_chunked(vocoder, mel, self.vocoder_frames) if long else vocoder(mel)
+        def vocode(m):
+            return vocode_chunked(vocoder, m, self.vocoder_frames) if long or self.chunked_decoding else vocoder(m)
+
+        return self._per_waveform(vocode, mel)
+
+    def _per_waveform(self, fn: Callable, x: torch.Tensor) -> torch.Tensor:
+        """fn(x), or fn on each row of the batch in turn (sliced_decoding)."""
+        if not self.sliced_decoding or x.shape[0] < 2:
+            return fn(x)
+        return torch.cat([fn(x[i:i + 1]) for i in range(x.shape[0])])
 
 
 # --------------------------------------------------------------------------------------- windowed denoising
@@ -115,7 +125,7 @@ def taper(window: int, ramp: int) -> torch.Tensor:
     return torch.minimum(torch.ones(window, dtype=torch.float64), torch.minimum(r, window - r) / ramp)
 
 
-def windowed(model: Callable, rows: int, window: int, stride: int, per_call: int = 1, bar=None) -> Callable:
+def windowed(model: Callable, rows: int, window: int, stride: int, per_call: int = 1) -> Callable:
     """MultiDiffusion: model(x, t) on (N, C, rows, W) as the taper-weighted mean of model(x_w, t) over windows,
     `per_call` windows stacked along the batch per call ((k·N, C, window, W): the model must accept a batch that is
     a multiple of its conditioning's, as `engine.guided` does)."""
@@ -134,8 +144,6 @@ def windowed(model: Callable, rows: int, window: int, stride: int, per_call: int
             y = model(torch.cat([x[:, :, s:s + window] for s in group]), t)
             for j, s in enumerate(group):
                 out[:, :, s:s + window] += y[j * n:(j + 1) * n] * w
-            if bar is not None:
-                bar.update(len(group))
         return (out / total.to(out)[:, None]).to(x.dtype)
 
     return model_

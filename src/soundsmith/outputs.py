@@ -8,13 +8,15 @@ one planned earlier in the same run; planning N names is linear in N.
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from .audio import WAV_COMMENT_LIMIT, write
-from .errors import InvalidArgument
+from .errors import InvalidArgument, OutputExists, SoundsmithWarning
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-METADATA_MARGIN = 400  # characters metadata takes beyond the request (version, candidate, score, model defaults)
+METADATA_MARGIN = 700  # characters metadata takes beyond the request (version, candidate, score, model defaults,
+#                        the loudness record)
 NAME_BYTES = 200  # longest stem planned from a prompt or given (file systems allow 255 bytes per name)
 
 
@@ -127,17 +129,42 @@ def check_metadata_fits(path: Path, request) -> None:
                               f"write .flac instead")
 
 
-def save(paths: list[Path], out, **extra) -> list[Path]:
+def save(paths: list[Path], out, *, overwrite: bool = False, progress: bool = False, **extra) -> list[Path]:
     """Write each waveform of an engine result (out.audios (n, samples)) to its path, with the request it was made
-    by and `extra` in its metadata; the folder is created when missing. Returns the paths."""
+    by, what loudness normalisation did to it (out.info["loudness"]: LoudnessRecord.as_metadata) and `extra` in its
+    metadata; the folder is created when missing. A path that exists by the time its file is complete — one that
+    appeared during the run — is never replaced unless `overwrite`: the new file takes the next free numbered name
+    instead, with a warning. progress: a "writing" line on stderr. Returns the paths written."""
     from . import __version__
+    from .progress import stage
 
-    for i, (path, waveform) in enumerate(zip(paths, out.audios)):
-        meta = metadata(out.request, soundsmith=__version__, **extra)
-        if len(paths) > 1:
-            meta["candidate"] = i + 1
-        if out.scores is not None:
-            meta["clap_score"] = round(float(out.scores[i]), 6)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write(path, waveform, out.sample_rate, meta)
+    paths = list(paths)
+    records = (out.info or {}).get("loudness")
+    with stage(f"writing {paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else ""), progress):
+        for i, (path, waveform) in enumerate(zip(paths, out.audios)):
+            meta = metadata(out.request, soundsmith=__version__, **extra)
+            if len(paths) > 1:
+                meta["candidate"] = i + 1
+            if out.scores is not None:
+                meta["clap_score"] = round(float(out.scores[i]), 6)
+            if records:
+                meta.update(records[i].as_metadata())
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            paths[i] = _write_somewhere(Path(path), waveform, out.sample_rate, meta, overwrite)
     return paths
+
+
+def _write_somewhere(path: Path, waveform, sample_rate: int, meta: dict, overwrite: bool) -> Path:
+    """Write to `path`; when a file took that name while the run was under way, keep both: ours goes to the first
+    free PATH-2, PATH-3 … and a warning says so."""
+    for k in range(1, 1000):
+        target = path if k == 1 else path.with_name(f"{path.stem}-{k}{path.suffix}")
+        try:
+            write(target, waveform, sample_rate, meta, overwrite=overwrite and k == 1)
+        except OutputExists:
+            continue
+        if k > 1:
+            warnings.warn(f"{path} appeared while this run was under way and is kept; the new sound is {target}",
+                          SoundsmithWarning, stacklevel=3)
+        return target
+    raise OutputExists(f"{path}: it and 998 numbered variants exist; choose another output")

@@ -9,7 +9,6 @@ score = cos(CLAP_text(prompt), CLAP_audio(waveform)), in [−1, 1]. Differences 
 """
 
 import math
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import torch.nn.functional as F
 
 from . import audio as audio_lib
 from . import checkpoints
-from .errors import CheckpointError, SoundsmithWarning
+from .checks import given
+from .errors import CheckpointError, SoundsmithError, warn
 from .models.conditioning import clap_text_embeds
 
 
@@ -96,10 +96,12 @@ def pipeline_ranker(pipe, ranker=None, label: str = "ranker=") -> Ranker | None:
     if isinstance(ranker, Ranker):
         return ranker
     if ranker is not None:
-        return load_ranker(str(ranker))
+        try:
+            return load_ranker(str(ranker))
+        except SoundsmithError as exc:  # the argument named: the message alone would read as about the model
+            raise type(exc)(f"{given(label, str(ranker))}: {exc}") from None
     if hasattr(pipe.text_encoder, "audio_model") and getattr(pipe, "feature_extractor", None) is not None:
         return Ranker(pipe.text_encoder, pipe.tokenizer, pipe.feature_extractor)
-    warnings.warn(f"{pipe.name}: candidates are returned unranked, because this checkpoint's CLAP has no audio "
-                  f"tower; pass {label} (a MusicLDM or AudioLDM 2 folder, or a CLAP model folder) to rank them",
-                  SoundsmithWarning, stacklevel=4)
+    warn(f"{pipe.name}: candidates are returned unranked, because this checkpoint's CLAP has no audio tower; "
+         f"pass {label} (a MusicLDM or AudioLDM 2 folder, or a CLAP model folder) to rank them")
     return None

@@ -7,6 +7,7 @@ shortest length, whether it speaks, its Nyquist frequency) is checked by the eng
 
     Request(prompt="a dog barking in the rain", duration=5.0, steps=25, seed=0, sampler="dpmpp-2m")
     Request(task="inpaint", input="street.wav", prompt="a car horn", masks=((2.0, 3.5),), seed=0)
+    Request(task="vary", input="loop.wav", candidates=4, seed=0)       # the input's CLAP audio embedding, no text
     Request.from_dict({"version": 1, "task": "generate", "prompt": "rain", "steps": 10})
 
 Plain JSON both ways (`to_dict` / `from_dict`, with a version); unknown fields and wrong types are refused with a
@@ -22,7 +23,7 @@ from .checks import (check_batch, check_cutoff, check_duration, check_eta, check
 from .errors import InvalidArgument
 
 VERSION = 1
-TASKS = ("generate", "reconstruct", "transfer", "inpaint", "upscale", "extend")
+TASKS = ("generate", "reconstruct", "transfer", "inpaint", "upscale", "extend", "vary")
 AUDIO_TASKS = TASKS[1:]
 QUALITIES = ("draft", "standard", "high")
 GENERATION = ("prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "sampler_options", "quality",
@@ -34,6 +35,8 @@ TASK_FIELDS = {  # what each task reads beyond task, model, name and loudness
     "inpaint": (*GENERATION, "input", "masks"),
     "upscale": (*GENERATION, "input", "cutoff"),
     "extend": (*GENERATION, "input", "seconds"),
+    "vary": (*(name for name in GENERATION if name not in ("prompt", "ranker", "transcription", "max_new_tokens")),
+             "input", "duration", "clap"),
 }
 TASK_SPECIFIC = tuple(dict.fromkeys(name for names in TASK_FIELDS.values() for name in names))
 LOUDNESS_RANGE = (-70.0, 0.0)  # LUFS a loudness target may take
@@ -43,32 +46,33 @@ LOUDNESS_RANGE = (-70.0, 0.0)  # LUFS a loudness target may take
 PYTHON_LABELS = {"steps": "num_inference_steps=", "guidance": "guidance_scale=", "duration": "audio_length_in_s=",
                  "candidates": "num_waveforms_per_prompt=", **{k: f"{k}=" for k in (
                      "prompt", "negative_prompt", "seed", "eta", "sampler", "sampler_options", "transcription",
-                     "max_new_tokens", "strength", "seconds", "cutoff", "ranker", "loudness")}}
+                     "max_new_tokens", "strength", "seconds", "cutoff", "ranker", "loudness", "clap")}}
 CLI_LABELS = {"duration": "-d/--duration {value:g}", "steps": "steps", "guidance": "guidance_scale",
               "candidates": "candidates (-n)", "negative_prompt": "--negative", "seed": "--seed {value}",
               "eta": "--eta {value:g}", "sampler": "--sampler", "transcription": "--transcription",
               "max_new_tokens": "--max-new-tokens", "strength": "--strength {value:g}", "seconds": "--seconds",
               "cutoff": "cutoff", "loudness": "--loudness {value:g}", "quality": "--quality",
-              "ranker": "--ranker"}
+              "ranker": "--ranker", "clap": "--clap"}
 
 _TYPES = {  # JSON types of each field, for from_dict's messages
     "version": "int", "task": "str", "model": "str", "prompt": "str or list", "negative_prompt": "str or list",
     "duration": "number", "steps": "int", "guidance": "number", "seed": "int", "sampler": "str",
     "sampler_options": "object", "quality": "str", "eta": "number", "candidates": "int", "rank": "bool",
     "ranker": "str", "transcription": "str or list", "max_new_tokens": "int", "input": "str", "strength": "number",
-    "masks": "list", "cutoff": "number", "seconds": "number", "name": "str", "loudness": "number",
+    "masks": "list", "cutoff": "number", "seconds": "number", "name": "str", "loudness": "number", "clap": "str",
 }
 
 
 @dataclass(frozen=True)
 class Request:
-    """A job. `task`: generate (text → audio) or an audio task on `input` (see edit.py). Seconds, Hz and LUFS."""
+    """A job. `task`: generate (text → audio), or an audio task on `input` (see edit.py): vary makes new audio
+    like the input, conditioned on its CLAP audio embedding instead of text. Seconds, Hz and LUFS."""
 
     task: str = "generate"
     model: str | None = None
     prompt: str | tuple[str, ...] | None = None
     negative_prompt: str | tuple[str, ...] | None = None
-    duration: float | None = None  # seconds of audio (generate); None: the model's training length
+    duration: float | None = None  # seconds of audio (generate, vary); None: the model's training length
     steps: int | None = None  # sampler steps; None: the model's (or the quality preset's)
     guidance: float | None = None  # classifier-free guidance scale; None: the model's
     seed: int | None = None
@@ -88,6 +92,7 @@ class Request:
     seconds: float | None = None  # extend: seconds to add
     name: str | None = None  # output file name (prompt files, batch, the service)
     loudness: float | None = None  # output loudness target, LUFS (None: the model's raw level)
+    clap: str | None = None  # vary: a CLAP folder with an audio tower in the checkpoint's space (AudioLDM needs one)
     _labels: dict | None = field(default=None, repr=False, compare=False)  # how the door names fields
 
     def __post_init__(self):
@@ -101,7 +106,7 @@ class Request:
 
         if self.task not in TASKS:
             raise InvalidArgument(f"task={self.task!r} is not allowed (allowed: {', '.join(TASKS)})")
-        for name in ("model", "input", "ranker"):
+        for name in ("model", "input", "ranker", "clap"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise InvalidArgument(f"{shown(label(name), value)} is not allowed: give a non-empty string")
@@ -111,10 +116,12 @@ class Request:
             if name not in TASK_FIELDS[self.task] and getattr(self, name) != _DEFAULTS[name]:
                 hint = ": the length follows the input" if name == "duration" else ""
                 hint += f" (use {subject(label('seconds'))})" if name == "duration" and self.task == "extend" else ""
+                if self.task == "vary" and name in ("prompt", "transcription"):
+                    hint = ": vary is conditioned on the input audio's CLAP embedding, not on text"
                 raise InvalidArgument(f"{subject(label(name))} does not apply to {self.task}{hint}")
 
         prompts = check_prompt(_listed(self.prompt), label("prompt"))
-        if self.task in AUDIO_TASKS and self.task != "reconstruct":
+        if self.task in AUDIO_TASKS and self.task not in ("reconstruct", "vary"):
             if self.prompt is None and self.task != "upscale":
                 raise InvalidArgument(f"{self.task} needs a prompt: what the audio should become")
             if prompts is not None and (not isinstance(self.prompt, str)):

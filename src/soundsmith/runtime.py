@@ -54,12 +54,32 @@ def use_fast_layouts(pipe) -> None:
     pipe.unet.layouts = [torch.channels_last if i < 2 else torch.contiguous_format for i in range(levels)]
 
 
-def compile_pipeline(pipe, mode: str | None = None) -> None:
-    """torch.compile the UNet, the VAE decoder and the vocoder (opt-in: the first call then compiles, about a
-    minute per network on a 2-core CPU; later calls at the same shapes are faster). Other shapes recompile."""
+def compile_pipeline(pipe, mode: str | None = None, freezing: bool | None = None) -> None:
+    """torch.compile the UNet, the VAE decoder and the vocoder (opt-in: the first call then compiles, minutes per
+    network on a 2-core CPU; later calls at the same shapes are faster). Other shapes recompile.
+
+    freezing (default: on for the CPU) turns on inductor's freezing: the weights become constants, so oneDNN
+    prepacks them and fuses convolutions with their pointwise neighbours (UNet step, AudioLDM-S float32, compiled with
+    freezing vs eager: 1.2× here in development; bench/compiled.py measures it, not yet run into bench/RESULTS.md).
+    The networks must not be trained or have their weights changed afterwards. Compiled code is kept on disk
+    (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/soundsmith/inductor), so a later process at the same shapes loads it
+    instead of compiling (it still traces the Python: seconds)."""
+    if freezing is None:
+        freezing = next(pipe.unet.parameters()).device.type == "cpu"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_cache_dir() / "inductor"))
+    if freezing:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
     pipe.unet = torch.compile(pipe.unet, mode=mode, dynamic=False)
     pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode, dynamic=False)
     pipe.vocoder = torch.compile(pipe.vocoder, mode=mode, dynamic=False)
+
+
+def _cache_dir():
+    from pathlib import Path
+
+    return Path(os.environ.get("SOUNDSMITH_CACHE") or Path.home() / ".cache" / "soundsmith")
 
 
 def linear_path() -> str:
@@ -67,7 +87,8 @@ def linear_path() -> str:
 
     SOUNDSMITH_CPU_LINEAR=onednn|blas forces a path; "auto" (the default) times a (2048, 512) × (512, 1024)
     product both ways, interleaved, best of 4, and takes oneDNN only when it is at least 15 % faster (MKL is the
-    better choice on Intel CPUs, so a close call stays with it). Both paths agree to float32 rounding (~1e-7)."""
+    better choice on Intel CPUs, so a close call stays with it); the verdict is remembered per machine
+    (machine.remembered), so only a machine's first process measures. Both paths agree to float32 rounding."""
     global _linear_path
     if _linear_path is None:
         choice = os.environ.get("SOUNDSMITH_CPU_LINEAR", "auto")
@@ -75,7 +96,11 @@ def linear_path() -> str:
             from .errors import InvalidArgument
 
             raise InvalidArgument(f"SOUNDSMITH_CPU_LINEAR={choice!r}: must be one of {', '.join(LINEAR_PATHS)}")
-        _linear_path = _measure_linear_paths() if choice == "auto" else choice
+        if choice == "auto":  # measured once per machine, then read from the cache (machine.py)
+            from .machine import remembered
+
+            choice = remembered("linear_path", _measure_linear_paths)
+        _linear_path = choice
     return _linear_path
 
 
@@ -116,3 +141,111 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     image = rows.view(1, rows.shape[0], 1, rows.shape[1]).permute(0, 3, 1, 2)
     out = torch.nn.functional.conv2d(image, weight.view(*weight.shape, 1, 1), bias)
     return out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], weight.shape[0])
+
+
+# ------------------------------------------------------------------------------ forms chosen by measurement
+
+FORMS = ("auto", "direct", "measure")
+_fastest: dict[str, str] = {}
+_loaded_disk = False
+
+
+def fastest(key: str, candidates) -> str:
+    """The name of the fastest of the forms `candidates()` returns ({name: callable}, each doing the same work, one
+    named "direct": the reference form), measured once per machine and `key` and remembered in
+    `forms_file()`: a warm-up call of each, then 5 interleaved rounds, the median of each; another form wins only
+    when it is 10 % faster than "direct" (a close call keeps the reference).
+    SOUNDSMITH_FORMS: `auto` (default) measures what the file does not hold; `direct` keeps the reference form
+    everywhere; `measure` measures again once per process (and updates the file)."""
+    choice = os.environ.get("SOUNDSMITH_FORMS", "auto")
+    if choice not in FORMS:
+        from .errors import InvalidArgument
+
+        raise InvalidArgument(f"SOUNDSMITH_FORMS={choice!r}: must be one of {', '.join(FORMS)}")
+    if choice == "direct":
+        return "direct"
+    if key not in _fastest:
+        stored = _read_forms() if choice == "auto" else {}
+        if key in stored:
+            _fastest[key] = stored[key]
+        else:
+            _fastest[key] = _measure(candidates())
+            _write_form(key, _fastest[key])
+    return _fastest[key]
+
+
+def forget_forms() -> None:
+    """Forget the choices made in this process (the file keeps them)."""
+    _fastest.clear()
+
+
+def chosen_forms() -> dict[str, str]:
+    """{key: form} of every choice made in this process so far."""
+    return dict(_fastest)
+
+
+def forms_file():
+    """Where measured choices are kept: $SOUNDSMITH_CACHE (default ~/.cache/soundsmith)/forms.json, one entry per
+    machine (CPU model, torch version, threads)."""
+    return _cache_dir() / "forms.json"
+
+
+def _machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        import platform
+
+        cpu = platform.processor() or cpu
+    return f"{cpu} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _read_forms() -> dict:
+    import json
+
+    try:
+        return json.loads(forms_file().read_text()).get(_machine(), {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _write_form(key: str, form: str) -> None:
+    """Add one choice to the file, atomically (a failure to write only costs a measurement next time)."""
+    import json
+    import tempfile
+
+    path = forms_file()
+    try:
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
+            table = {}
+        if not isinstance(table, dict):
+            table = {}
+        table.setdefault(_machine(), {})[key] = form
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".forms-", suffix=".tmp", delete=False) as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+        os.replace(f.name, path)
+    except OSError:
+        pass
+
+
+@torch.no_grad()
+def _measure(forms: dict, rounds: int = 5) -> str:
+    import statistics
+    import time
+
+    times = {name: [] for name in forms}
+    for fn in forms.values():
+        fn()  # warm-up: first-call allocations and oneDNN primitive creation
+    for _ in range(rounds):
+        for name, fn in forms.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    best = min(medians, key=medians.get)
+    return best if medians[best] < 0.9 * medians["direct"] else "direct"

@@ -12,7 +12,7 @@ scheduler_config.json → Plan step live in `schedules.py`.
 """
 
 import inspect
-import sys
+from typing import Callable
 
 import numpy as np
 import torch
@@ -633,7 +633,7 @@ def dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch
 
 
 def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, callback=None, callback_steps=1,
-        denoised_hook=None, progress=False) -> torch.Tensor:
+        denoised_hook=None, progress: Callable | None = None) -> torch.Tensor:
     """Run the plan's sampler from `latents` (unit-variance noise, or a `start_at` plan's `add_noise` output) and
     return the final latents (B, C, H, W) exactly as diffusers' denoising loop leaves them.
 
@@ -642,7 +642,7 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
     callback(step, t, latents): called where diffusers' loop calls it (every `callback_steps` loop indices, at
         loop index // scheduler.order), latents in diffusers' space.
     denoised_hook(denoised, sigma) -> denoised: applied to every x0 prediction before the sampler uses it.
-    progress: a tqdm bar on stderr with total = num_inference_steps.
+    progress(done, total): called after each of the num_inference_steps steps (a progress.Stage's `steps`).
     """
     if isinstance(callback_steps, bool) or not isinstance(callback_steps, int) or callback_steps < 1:
         raise InvalidArgument(f"callback_steps must be a positive integer, got {callback_steps!r}")
@@ -653,10 +653,7 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
     sigmas = plan.sigmas
     if plan.space == "vp":
         x = x * (sigmas[0] ** 2 + 1) ** 0.5
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=plan.num_inference_steps, file=sys.stderr)
+    done = [0]
 
     def in_diffusers_space(x, sigma):
         return (x / (sigma ** 2 + 1) ** 0.5 if plan.space == "vp" else x).to(dtype)
@@ -665,8 +662,9 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
         i = plan.step_calls[k]
         if i is None:  # a warm-up call, where diffusers' loop reports nothing
             return
-        if bar is not None:
-            bar.update()
+        done[0] += 1
+        if progress:
+            progress(done[0], plan.num_inference_steps)
         if callback is not None and i % callback_steps == 0:
             callback(i // plan.order, plan.timesteps[i], in_diffusers_space(x, sigma))
 
@@ -683,6 +681,4 @@ def run(plan: Plan, model, latents: torch.Tensor, *, generator=None, eta=None, c
     if plan.name == "ddim":  # DDIM clips the x0 term only
         options["clip"], clip = clip, None
     x = sample(_denoiser(plan, model, denoised_hook, dtype, clip), x, sigmas, callback=on_step, **options)
-    if bar is not None:
-        bar.close()
     return in_diffusers_space(x, sigmas[-1])

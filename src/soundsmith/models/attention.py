@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Linear
+from .layers import Linear, conv_add, linear
 
 
 class Attention(nn.Module):
@@ -26,15 +26,31 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([Linear(inner, query_dim), nn.Dropout(0.0)])
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
-        context = x if context is None else context
         b, n, _ = x.shape
-        q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
+        if (context is None and not torch.is_grad_enabled() and isinstance(self.to_q, nn.Linear)
+                and not torch.compiler.is_compiling()):  # (compiled graphs fuse the three themselves)
+            # self-attention: one product for q, k and v
+            q, k, v = linear(x, *self.qkv()).chunk(3, dim=-1)
+        else:
+            context = x if context is None else context
+            q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
         q, k, v = (t.view(b, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2) for t in (q, k, v))
         if mask is not None:
             mask = mask.to(q.dtype)[:, None]  # (B, 1, 1, M): the same bias for every head and query
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = out.transpose(1, 2).reshape(b, n, -1)
+        out = out.transpose(1, 2).reshape(b, n, -1)  # SDPA's output is (B, N, heads, d) in memory: a view
         return self.to_out[0](out)
+
+    def qkv(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """to_q, to_k and to_v stacked into one (3·inner, dim) weight and bias (kept; rebuilt when any changes)."""
+        layers = (self.to_q, self.to_k, self.to_v)
+        stamp = tuple((p.data_ptr(), p._version, p.dtype, p.device) for m in layers for p in m.parameters())
+        cached = self.__dict__.get("_qkv")
+        if cached is None or cached[0] != stamp:
+            weight = torch.cat([m.weight.detach() for m in layers])
+            bias = None if self.to_q.bias is None else torch.cat([m.bias.detach() for m in layers])
+            cached = self.__dict__["_qkv"] = (stamp, (weight, bias))
+        return cached[1]
 
 
 class GEGLU(nn.Module):
@@ -46,7 +62,9 @@ class GEGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
-        return value * F.gelu(gate)
+        if torch.is_grad_enabled():
+            return value * F.gelu(gate)
+        return F.gelu(gate).mul_(value)  # in place on GELU's fresh output
 
 
 class FeedForward(nn.Module):
@@ -76,9 +94,13 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
-        x = x + self.attn1(self.norm1(x))
-        x = x + self.attn2(self.norm2(x), context, mask)
-        return x + self.ff(self.norm3(x))
+        if torch.is_grad_enabled():
+            x = x + self.attn1(self.norm1(x))
+            x = x + self.attn2(self.norm2(x), context, mask)
+            return x + self.ff(self.norm3(x))
+        x = self.attn1(self.norm1(x)).add_(x)  # each branch's output is fresh: add the residual into it
+        x = self.attn2(self.norm2(x), context, mask).add_(x)
+        return self.ff(self.norm3(x)).add_(x)
 
 
 class SpatialTransformer(nn.Module):
@@ -110,5 +132,5 @@ class SpatialTransformer(nn.Module):
             y = self.proj_out(y)
         y = y.reshape(b, h, w, y.shape[-1]).permute(0, 3, 1, 2)  # a channels-last view: no copy
         if not self.linear_projection:
-            y = self.proj_out(y)
+            return conv_add(self.proj_out, y, x)
         return x + y

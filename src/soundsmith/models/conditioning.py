@@ -8,6 +8,8 @@ how they are driven — tokenisation exactly as the reference pipelines do it, t
 import torch
 import torch.nn.functional as F
 
+from .. import configs
+
 
 def tokenize(tokenizer, texts: list[str], padding, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """ids and attention mask (B, L), truncated to max_length; padding "max_length" or True (longest)."""
@@ -35,6 +37,18 @@ def clap_text_embeds(clap, tokenizer, texts: list[str], max_length: int) -> torc
 
 
 # ---- AudioLDM 2 ---------------------------------------------------------------------------------------------------
+
+def projection_config(cfg: dict, where: str = "projection config") -> dict:
+    """A `projection_model/config.json` checked for Projection: the three widths whole numbers, learned positions
+    null or a boolean, and max_seq_length a whole number when they are used. → cfg; CheckpointError otherwise."""
+    configs.config_object(cfg, where)
+    for key in ("langauge_model_dim", "text_encoder_dim", "text_encoder_1_dim"):
+        configs.integer(cfg, key, where)
+    if cfg.get("use_learned_position_embedding") is not None:
+        configs.boolean(cfg, "use_learned_position_embedding", where)
+        configs.integer(cfg, "max_seq_length", where, high=configs.MAX_TRANSFORMERS_INT)
+    return cfg
+
 
 class Projection(torch.nn.Module):
     """AudioLDM 2's projection into GPT-2's width, with learned start/end embeddings around each sequence:
@@ -69,6 +83,14 @@ class Projection(torch.nn.Module):
         return torch.cat([h, h1], dim=1), torch.cat([mask, mask1.to(mask.dtype)], dim=-1)
 
 
+def kv_cache_name(model) -> str:
+    """The keyword (and output field) of a transformers decoder's key/value cache: `cache` from transformers 5.2x on,
+    `past_key_values` before (still accepted there until 5.40, with a FutureWarning)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def gpt2_continue(gpt2, states: torch.Tensor, mask: torch.Tensor, new_tokens: int) -> torch.Tensor:
     """AudioLDM 2's "language of audio": feed the projected sequence (B, L, D) to GPT-2 and append its final hidden
     state (after ln_f) at the last position, `new_tokens` times, with a key/value cache. Positions run over every
@@ -77,11 +99,12 @@ def gpt2_continue(gpt2, states: torch.Tensor, mask: torch.Tensor, new_tokens: in
     Takes a `GPT2Model` (or the `.transformer` of a `GPT2LMHeadModel`): only hidden states are used."""
     mask = mask.long()
     generated = []
+    cache_name = kv_cache_name(gpt2)
     past = None
     step_input = states
     for _ in range(new_tokens):
-        out = gpt2(inputs_embeds=step_input, attention_mask=mask, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = gpt2(inputs_embeds=step_input, attention_mask=mask, use_cache=True, **{cache_name: past})
+        past = out[cache_name]
         step_input = out.last_hidden_state[:, -1:, :]
         generated.append(step_input)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import configs
 from ..errors import CheckpointError
 from .attention import SpatialTransformer
 from .layers import Downsample, Linear, ResnetBlock, TimestepMLP, Upsample, timestep_embedding
@@ -33,11 +34,27 @@ _UNSUPPORTED = {
 }
 
 
-def _per_block(value, n: int, key: str) -> list:
+def _per_block(value, n: int, key: str, where: str) -> list[int]:
+    """A per-block key: one whole number for every block, or a list of n of them."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * n
-    if len(values) != n:
-        raise CheckpointError(f"unet config {key}={value!r} must give one value per block ({n} blocks)")
-    return values
+    if len(values) != n or not all(configs.is_whole(v) and 1 <= v <= configs.MAX_WIDTH for v in values):
+        raise configs.refuse(where, key, value, f"give one whole number from 1 to {configs.MAX_WIDTH} per block "
+                                                f"({n} blocks), or a single one for all")
+    return [int(v) for v in values]
+
+
+def _context_dims(value, n: int, where: str) -> tuple[tuple[int | None, ...], ...]:
+    """cross_attention_dim: per block a width, null (self-attention) or a list of up to 4 of them (AudioLDM 2)."""
+    blocks = list(value) if isinstance(value, (list, tuple)) else [value] * n
+    if len(blocks) != n:
+        raise configs.refuse(where, "cross_attention_dim", value, f"give one entry per block ({n} blocks)")
+    dims = tuple(tuple(c) if isinstance(c, (list, tuple)) else (c,) for c in blocks)
+    for entry in dims:
+        if not 1 <= len(entry) <= 4 or not all(c is None or configs.is_whole(c) and 1 <= c <= configs.MAX_WIDTH
+                                                for c in entry):
+            raise configs.refuse(where, "cross_attention_dim", value, "give per block a width, null or a list of 1 "
+                                                                      "to 4 of them")
+    return tuple(tuple(None if c is None else int(c) for c in entry) for entry in dims)
 
 
 @dataclass(frozen=True)
@@ -63,52 +80,64 @@ class UNetConfig:
     time_embed_dim: int | None
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> "UNetConfig":
+    def from_dict(cls, cfg: dict, where: str = "unet config") -> "UNetConfig":
+        """The UNet a diffusers `unet/config.json` describes; a key of the wrong type or outside what this family
+        uses raises CheckpointError naming `where` (the file)."""
+        configs.config_object(cfg, where)
         for key, allowed in _UNSUPPORTED.items():
-            value = cfg.get(key, allowed if not isinstance(allowed, tuple) else allowed[0])
-            if value not in (allowed if isinstance(allowed, tuple) else (allowed,)):
-                raise CheckpointError(f"unet config {key}={value!r} is not supported (allowed: {allowed!r})")
-        down, up = list(cfg["down_block_types"]), list(cfg["up_block_types"])
+            choices = allowed if isinstance(allowed, tuple) else (allowed,)
+            value = cfg.get(key, choices[0])
+            if not any(value == a and isinstance(value, bool) == isinstance(a, bool) for a in choices):
+                raise CheckpointError(f"{where}: {key}={configs.show(value)} is not supported (allowed: {allowed!r})")
+        down = configs.strings(cfg, "down_block_types", where, ("DownBlock2D", "CrossAttnDownBlock2D"))
+        up = configs.strings(cfg, "up_block_types", where, ("UpBlock2D", "CrossAttnUpBlock2D"))
+        channels = configs.integers(cfg, "block_out_channels", where)
         n = len(down)
-        if len(up) != n or len(cfg["block_out_channels"]) != n:
-            raise CheckpointError(f"unet config has {n} down blocks, {len(up)} up blocks and "
-                                  f"{len(cfg['block_out_channels'])} block_out_channels: they must agree")
-        for t in down:
-            if t not in ("DownBlock2D", "CrossAttnDownBlock2D"):
-                raise CheckpointError(f"unet down block type {t!r} is not supported")
-        for t in up:
-            if t not in ("UpBlock2D", "CrossAttnUpBlock2D"):
-                raise CheckpointError(f"unet up block type {t!r} is not supported")
+        if len(up) != n or len(channels) != n:
+            raise CheckpointError(f"{where}: {n} down blocks, {len(up)} up blocks and {len(channels)} "
+                                  f"block_out_channels: they must agree")
         if cfg.get("norm_num_groups", 32) is None:
-            raise CheckpointError("unet config norm_num_groups=None is not supported")
-        cross = cfg.get("cross_attention_dim", 1280)
-        cross = _per_block(cross, n, "cross_attention_dim")
-        context_dims = tuple(tuple(c) if isinstance(c, (list, tuple)) else (c,) for c in cross)
-        if any(len(c) > 4 for c in context_dims):
-            raise CheckpointError(f"unet cross_attention_dim {cross!r}: at most 4 entries per block")
-        heads = cfg.get("num_attention_heads") or cfg.get("attention_head_dim", 8)
-        depth = _per_block(cfg.get("transformer_layers_per_block", 1), n, "transformer_layers_per_block")
-        if any(isinstance(d, (list, tuple)) for d in depth):
-            raise CheckpointError("unet transformer_layers_per_block given per layer is not supported")
+            raise CheckpointError(f"{where}: norm_num_groups=None is not supported")
+        groups = configs.integer(cfg, "norm_num_groups", where, 32)
+        if any(c % groups for c in channels):
+            raise CheckpointError(f"{where}: block_out_channels {list(channels)} are not all divisible by "
+                                  f"norm_num_groups={groups}")
+        context_dims = _context_dims(cfg.get("cross_attention_dim", 1280), n, where)
+        heads_key = "num_attention_heads" if cfg.get("num_attention_heads") else "attention_head_dim"
+        heads = _per_block(cfg.get(heads_key, 8), n, heads_key, where)
+        depth_value = cfg.get("transformer_layers_per_block", 1)
+        if isinstance(depth_value, (list, tuple)) and any(isinstance(d, (list, tuple)) for d in depth_value):
+            raise CheckpointError(f"{where}: transformer_layers_per_block given per layer is not supported")
+        depth = _per_block(depth_value, n, "transformer_layers_per_block", where)
         reverse = cfg.get("reverse_transformer_layers_per_block")
-        up_depth = tuple(_per_block(reverse, n, "reverse_transformer_layers_per_block")) if reverse else tuple(depth[::-1])
-        class_type = cfg.get("class_embed_type")
-        if class_type == "simple_projection" and not cfg.get("projection_class_embeddings_input_dim"):
-            raise CheckpointError("unet class_embed_type 'simple_projection' needs projection_class_embeddings_input_dim")
+        up_depth = _per_block(reverse, n, "reverse_transformer_layers_per_block", where) if reverse is not None \
+            else depth[::-1]
+        layers = _per_block(cfg.get("layers_per_block", 2), n, "layers_per_block", where)
+        if max(depth + up_depth + layers) > configs.MAX_REPEAT:
+            raise CheckpointError(f"{where}: layers_per_block and transformer layers above {configs.MAX_REPEAT} "
+                                  "per block are not supported")
+        class_dim = None
+        if cfg.get("class_embed_type") == "simple_projection":
+            if not cfg.get("projection_class_embeddings_input_dim"):
+                raise CheckpointError(f"{where}: class_embed_type 'simple_projection' needs "
+                                      "projection_class_embeddings_input_dim")
+            class_dim = configs.integer(cfg, "projection_class_embeddings_input_dim", where)
+        configs.integer(cfg, "sample_size", where, None, nullable=True)  # the default length (Pipeline.default_seconds)
         return cls(
-            in_channels=cfg.get("in_channels", 4), out_channels=cfg.get("out_channels", 4),
-            block_out_channels=tuple(cfg["block_out_channels"]),
-            layers_per_block=tuple(_per_block(cfg.get("layers_per_block", 2), n, "layers_per_block")),
+            in_channels=configs.integer(cfg, "in_channels", where, 4),
+            out_channels=configs.integer(cfg, "out_channels", where, 4),
+            block_out_channels=channels, layers_per_block=tuple(layers),
             down_cross_attention=tuple(t.startswith("CrossAttn") for t in down),
             up_cross_attention=tuple(t.startswith("CrossAttn") for t in up),
-            context_dims=context_dims, heads=tuple(_per_block(heads, n, "attention_head_dim")),
-            depth=tuple(depth), up_depth=up_depth,
-            groups=cfg.get("norm_num_groups", 32), eps=cfg.get("norm_eps", 1e-5),
-            class_embed_dim=cfg.get("projection_class_embeddings_input_dim") if class_type else None,
-            class_concat=bool(cfg.get("class_embeddings_concat", False)),
-            flip_sin_to_cos=cfg.get("flip_sin_to_cos", True), freq_shift=cfg.get("freq_shift", 0),
-            linear_projection=bool(cfg.get("use_linear_projection", False)),
-            downsample_padding=cfg.get("downsample_padding", 1), time_embed_dim=cfg.get("time_embedding_dim"),
+            context_dims=context_dims, heads=tuple(heads), depth=tuple(depth), up_depth=tuple(up_depth),
+            groups=groups, eps=configs.number(cfg, "norm_eps", where, 1e-5, above=0.0),
+            class_embed_dim=class_dim,
+            class_concat=configs.boolean(cfg, "class_embeddings_concat", where, False),
+            flip_sin_to_cos=configs.boolean(cfg, "flip_sin_to_cos", where, True),
+            freq_shift=configs.number(cfg, "freq_shift", where, 0),
+            linear_projection=configs.boolean(cfg, "use_linear_projection", where, False),
+            downsample_padding=configs.integer(cfg, "downsample_padding", where, 1, low=0, high=8),
+            time_embed_dim=configs.integer(cfg, "time_embedding_dim", where, None, nullable=True),
         )
 
 

@@ -7,7 +7,7 @@ import torch
 
 from .. import checkpoints, engine
 from ..checks import check_negative, subject
-from ..errors import CheckpointError, InvalidArgument
+from ..errors import InvalidArgument
 from ..models.conditioning import clap_text_embeds
 from ..request import PYTHON_LABELS, Request
 from .base import Pipeline, repeat_per_prompt
@@ -24,12 +24,12 @@ class AudioLDM(Pipeline):
 
     @classmethod
     def load_conditioning(cls, folder, index, device, dtype) -> dict:
-        encoder_class = index.get("text_encoder", [None, None])[-1]
-        if encoder_class not in ("ClapTextModelWithProjection", "ClapModel"):
-            raise CheckpointError(f"{folder}: text_encoder is a {encoder_class}, expected ClapTextModelWithProjection")
+        encoder_class = checkpoints.component_class(folder, index, "text_encoder",
+                                                    ("ClapTextModelWithProjection", "ClapModel"))
         return {
             "text_encoder": checkpoints.load_transformers(encoder_class, folder / "text_encoder", dtype, device),
-            "tokenizer": checkpoints.load_transformers(index["tokenizer"][-1], folder / "tokenizer"),
+            "tokenizer": checkpoints.load_transformers(checkpoints.component_class(folder, index, "tokenizer"),
+                                                       folder / "tokenizer"),
         }
 
     def modules(self):
@@ -89,7 +89,8 @@ class AudioLDM(Pipeline):
                  negative_prompt_embeds: torch.Tensor | None = None, return_dict: bool = True, callback=None,
                  callback_steps: int = 1, cross_attention_kwargs: dict | None = None, output_type: str = "np", *,
                  seed: int | None = None, sampler: str | None = None, sampler_options: dict | None = None,
-                 rank: bool = True, ranker=None, progress: bool = False):
+                 rank: bool = True, ranker=None, progress: bool | None = None,
+                 loudness: float | None = None):
         """Generate audio from text, with the arguments and defaults of diffusers' AudioLDMPipeline
         (MusicLDMPipeline for MusicLDM): num_inference_steps None → 10 (MusicLDM 200), guidance_scale None → 2.5
         (MusicLDM 2.0), or the model folder's soundsmith.json.
@@ -106,19 +107,23 @@ class AudioLDM(Pipeline):
         With num_waveforms_per_prompt > 1 each prompt's candidates are ranked best first by CLAP (rank=False keeps
         generation order); AudioLDM's CLAP has no audio tower, so it needs ranker= (a MusicLDM / AudioLDM 2 /
         CLAP folder, or a soundsmith.rank.Ranker). The scores come back in .scores.
+        progress: soundsmith's stage lines on stderr (text, denoising n/N steps, decoding …); False for none.
+        loudness: None returns the model's raw level (as diffusers); a target in LUFS (-16 is what the CLI writes)
+        brings each waveform to it under a -1 dBTP true peak, recorded in out.info["loudness"].
         Returns AudioOutput (.audios float32 (B·n, samples), .sample_rate) or (audios,) when return_dict is False.
         A thin adapter: the arguments become a soundsmith.Request, run by soundsmith.engine.
         """
         request = Request(prompt=prompt, negative_prompt=negative_prompt, duration=audio_length_in_s,
                           steps=num_inference_steps, guidance=guidance_scale, candidates=num_waveforms_per_prompt,
                           eta=eta, seed=seed, sampler=sampler, sampler_options=sampler_options, rank=rank,
-                          _labels=PYTHON_LABELS)
+                          loudness=loudness, _labels=PYTHON_LABELS)
         return engine.run(self, request, generator=generator, latents=latents,
                           embeds={k: v for k, v in (("prompt_embeds", prompt_embeds),
                                                     ("negative_prompt_embeds", negative_prompt_embeds)) if v is not None},
                           callback=callback, callback_steps=callback_steps,
                           cross_attention_kwargs=cross_attention_kwargs, output_type=output_type,
-                          return_dict=return_dict, progress=progress, ranker=ranker)
+                          return_dict=return_dict, progress=self.show_progress if progress is None else progress,
+                          ranker=ranker)
 
 
 class MusicLDM(AudioLDM):
@@ -135,13 +140,12 @@ class MusicLDM(AudioLDM):
 
     @classmethod
     def load_conditioning(cls, folder, index, device, dtype) -> dict:
-        encoder_class = index.get("text_encoder", [None, None])[-1]
-        if encoder_class != "ClapModel":
-            raise CheckpointError(f"{folder}: text_encoder is a {encoder_class}, expected ClapModel")
-        extractor = index.get("feature_extractor", [None, None])[-1]
+        encoder_class = checkpoints.component_class(folder, index, "text_encoder", ("ClapModel",))
+        extractor = checkpoints.component_class(folder, index, "feature_extractor", required=False)
         return {
             "text_encoder": checkpoints.load_transformers(encoder_class, folder / "text_encoder", dtype, device),
-            "tokenizer": checkpoints.load_transformers(index["tokenizer"][-1], folder / "tokenizer"),
+            "tokenizer": checkpoints.load_transformers(checkpoints.component_class(folder, index, "tokenizer"),
+                                                       folder / "tokenizer"),
             "feature_extractor": (checkpoints.load_transformers(extractor, folder / "feature_extractor")
                                   if extractor else None),
         }

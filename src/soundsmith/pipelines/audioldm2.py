@@ -12,8 +12,9 @@ import torch
 
 from .. import checkpoints, engine
 from ..checks import check_negative, check_positive_int, check_prompt, subject
-from ..errors import CheckpointError, InvalidArgument
-from ..models.conditioning import Projection, clap_text_embeds, gpt2_continue, t5_states, vits_states
+from ..errors import InvalidArgument
+from ..models.conditioning import (Projection, clap_text_embeds, gpt2_continue, projection_config, t5_states,
+                                   vits_states)
 from ..request import PYTHON_LABELS, Request
 from .base import Pipeline, family_default, given, repeat_per_prompt
 
@@ -38,21 +39,17 @@ class AudioLDM2(Pipeline):
 
     @classmethod
     def load_conditioning(cls, folder: Path, index: dict, device, dtype) -> dict:
-        def entry(key):
-            value = index.get(key)
-            if not value or value[-1] is None:
-                raise CheckpointError(f"{folder}/model_index.json has no {key!r} component")
-            return value[-1]
+        def entry(key, allowed=None):
+            return checkpoints.component_class(folder, index, key, allowed)
 
-        encoder_2 = entry("text_encoder_2")
-        if encoder_2 not in ("T5EncoderModel", "VitsModel"):
-            raise CheckpointError(f"{folder}: text_encoder_2 is a {encoder_2}, expected T5EncoderModel or VitsModel")
-        if entry("language_model") not in ("GPT2Model", "GPT2LMHeadModel"):
-            raise CheckpointError(f"{folder}: language_model is a {entry('language_model')}, expected GPT2Model")
-        projection_cfg = checkpoints.read_json(folder / "projection_model" / "config.json")
+        encoder_2 = entry("text_encoder_2", ("T5EncoderModel", "VitsModel"))
+        entry("language_model", ("GPT2Model", "GPT2LMHeadModel"))
+        projection_path = folder / "projection_model" / "config.json"
+        projection_cfg = projection_config(checkpoints.read_json(projection_path), str(projection_path))
         feature_extractor = None
-        if index.get("feature_extractor", [None, None])[-1] is not None:
-            feature_extractor = checkpoints.load_transformers(entry("feature_extractor"), folder / "feature_extractor")
+        extractor = checkpoints.component_class(folder, index, "feature_extractor", required=False)
+        if extractor is not None:
+            feature_extractor = checkpoints.load_transformers(extractor, folder / "feature_extractor")
         return {
             "text_encoder": checkpoints.load_transformers(entry("text_encoder"), folder / "text_encoder", dtype,
                                                           device),
@@ -187,7 +184,7 @@ class AudioLDM2(Pipeline):
                  max_new_tokens: int | None = None, return_dict: bool = True, callback=None, callback_steps: int = 1,
                  cross_attention_kwargs: dict | None = None, output_type: str = "np", *, seed: int | None = None,
                  sampler: str | None = None, sampler_options: dict | None = None, rank: bool = True, ranker=None,
-                 progress: bool = False):
+                 progress: bool | None = None, loudness: float | None = None):
         """Generate audio (or speech, with `transcription` on a TTS checkpoint) from text, with the arguments and
         defaults of diffusers' AudioLDM2Pipeline (200 steps, guidance 3.5 — or the model folder's soundsmith.json —
         and 10.24 s). Lengths above pipe.long_form.above_seconds (20.48 s) are made in overlapping windows and
@@ -197,7 +194,8 @@ class AudioLDM2(Pipeline):
         checkpoints); prompt_embeds / attention_mask — T5 (or VITS) states and mask; generated_prompt_embeds — GPT-2
         states (both needed when prompt is None); max_new_tokens — GPT-2 states to generate (default: the
         language model config's, 8; speech checkpoints want 512). With num_waveforms_per_prompt > 1 each prompt's
-        candidates are ranked best first by CLAP (rank=False keeps generation order).
+        candidates are ranked best first by CLAP (rank=False keeps generation order). progress and loudness: as
+        AudioLDMPipeline's.
         A thin adapter: the arguments become a soundsmith.Request, run by soundsmith.engine.
         """
         request = Request(prompt=prompt, transcription=transcription, negative_prompt=negative_prompt,
@@ -205,7 +203,7 @@ class AudioLDM2(Pipeline):
                           guidance=given(guidance_scale),
                           candidates=num_waveforms_per_prompt, eta=eta, seed=seed, sampler=sampler,
                           sampler_options=sampler_options, rank=rank, max_new_tokens=max_new_tokens,
-                          _labels=PYTHON_LABELS)
+                          loudness=loudness, _labels=PYTHON_LABELS)
         embeds = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds,
                   "generated_prompt_embeds": generated_prompt_embeds,
                   "negative_generated_prompt_embeds": negative_generated_prompt_embeds,
@@ -213,4 +211,5 @@ class AudioLDM2(Pipeline):
         return engine.run(self, request, generator=generator, latents=latents,
                           embeds={k: v for k, v in embeds.items() if v is not None}, callback=callback,
                           callback_steps=callback_steps, cross_attention_kwargs=cross_attention_kwargs,
-                          output_type=output_type, return_dict=return_dict, progress=progress, ranker=ranker)
+                          output_type=output_type, return_dict=return_dict, progress=self.show_progress if progress is None else progress,
+                          ranker=ranker)

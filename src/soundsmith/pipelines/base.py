@@ -11,8 +11,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import checkpoints, longform, samplers
-from ..errors import CheckpointError
+from .. import checkpoints, configs, longform, samplers
+from ..errors import CheckpointError, InvalidArgument
+from ..progress import stage
 from ..models.unet import UNet, UNetConfig
 from ..models.vae import AutoencoderKL, VAEConfig
 from ..models.vocoder import HifiGan, VocoderConfig
@@ -27,10 +28,10 @@ def model_defaults(folder: Path, steps: int, guidance: float) -> tuple[int, floa
         return steps, guidance
     own = checkpoints.read_json(path)
     steps, guidance = own.get("num_inference_steps", steps), own.get("guidance_scale", guidance)
-    if not (isinstance(steps, int) and steps >= 1 and isinstance(guidance, (int, float)) and guidance >= 0):
+    if not (configs.is_whole(steps) and steps >= 1 and configs.is_number(guidance) and guidance >= 0):
         raise CheckpointError(f"{path}: num_inference_steps must be an integer ≥ 1 and guidance_scale a number ≥ 0 "
-                              f"(got {steps!r}, {guidance!r})")
-    return steps, float(guidance)
+                              f"(got {configs.show(steps)}, {configs.show(guidance)})")
+    return int(steps), float(guidance)
 
 
 class _FamilyInt(int):
@@ -73,38 +74,39 @@ class Pipeline:
         self.device, self.dtype = device, dtype
         self.long_form = longform.LongForm()  # when and how audio longer than the training window is made
         self.offload = False  # enable_model_cpu_offload: networks live in CPU memory between their stages
+        # the sampler a request that names none runs with (None: the checkpoint's scheduler): set by assigning
+        # pipe.scheduler (pipelines/compat.py), recorded in every request as run (engine.resolve)
+        self.default_sampler: str | None = None
+        self.default_sampler_options: dict = {}
+        self.show_progress = True  # stage lines when a call does not say (progress=None; set_progress_bar_config)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
     def from_folder(cls, folder: Path, index: dict, *, name: str, device: torch.device, dtype: torch.dtype):
-        """Build the pipeline from a diffusers-layout folder whose model_index.json names this family."""
-        def component(key: str, allowed: tuple[str, ...]) -> str:
-            entry = index.get(key)
-            if not entry or entry[-1] is None:
-                raise CheckpointError(f"{folder}/model_index.json has no {key!r} component")
-            if entry[-1] not in allowed:
-                raise CheckpointError(f"{folder}: {key} is a {entry[-1]}, expected {' or '.join(allowed)}")
-            return entry[-1]
-
-        component("unet", ("UNet2DConditionModel", "AudioLDM2UNet2DConditionModel"))
-        component("vae", ("AutoencoderKL",))
-        component("vocoder", ("SpeechT5HifiGan",))
-        unet_cfg = checkpoints.read_json(folder / "unet" / "config.json")
-        unet = checkpoints.load_module(UNet, UNetConfig.from_dict(unet_cfg), folder / "unet",
-                                       "diffusion_pytorch_model", dtype, device)
-        vae = checkpoints.load_module(AutoencoderKL, VAEConfig.from_dict(checkpoints.read_json(folder / "vae" / "config.json")),
-                                      folder / "vae", "diffusion_pytorch_model", dtype, device,
-                                      fix_keys=checkpoints.rename_legacy_vae_keys)
-        vocoder = checkpoints.load_module(
-            HifiGan, VocoderConfig.from_dict(checkpoints.read_json(folder / "vocoder" / "config.json")),
-            folder / "vocoder", "model", dtype, device)
-        scheduler_config = checkpoints.read_json(folder / "scheduler" / "scheduler_config.json")
-        if vocoder.config.model_in_dim % vae.config.scale_factor:
-            raise CheckpointError(f"{folder}: the vocoder's {vocoder.config.model_in_dim} mel bins are not divisible "
-                                  f"by the VAE factor {vae.config.scale_factor}")
+        """Build the pipeline from a diffusers-layout folder whose model_index.json names this family. Every config
+        is checked before its network is built (soundsmith.configs): a broken folder raises CheckpointError."""
+        checkpoints.component_class(folder, index, "unet", ("UNet2DConditionModel", "AudioLDM2UNet2DConditionModel"))
+        checkpoints.component_class(folder, index, "vae", ("AutoencoderKL",))
+        checkpoints.component_class(folder, index, "vocoder", ("SpeechT5HifiGan",))
+        checkpoints.component_class(folder, index, "scheduler", required=False)
+        paths = {name: folder / name / "config.json" for name in ("unet", "vae", "vocoder")}
+        unet_cfg = checkpoints.read_json(paths["unet"])
+        unet_config = UNetConfig.from_dict(unet_cfg, str(paths["unet"]))
+        vae_config = VAEConfig.from_dict(checkpoints.read_json(paths["vae"]), str(paths["vae"]))
+        vocoder_config = VocoderConfig.from_dict(checkpoints.read_json(paths["vocoder"]), str(paths["vocoder"]))
+        scheduler_path = folder / "scheduler" / "scheduler_config.json"
+        scheduler_config = configs.check_scheduler_config(checkpoints.read_json(scheduler_path), str(scheduler_path))
+        if vocoder_config.model_in_dim % vae_config.scale_factor:
+            raise CheckpointError(f"{folder}: the vocoder's {vocoder_config.model_in_dim} mel bins are not divisible "
+                                  f"by the VAE factor {vae_config.scale_factor}")
+        unet = checkpoints.load_module(UNet, unet_config, folder / "unet", "diffusion_pytorch_model", dtype, device)
+        vae = checkpoints.load_module(AutoencoderKL, vae_config, folder / "vae", "diffusion_pytorch_model", dtype,
+                                      device, fix_keys=checkpoints.rename_legacy_vae_keys)
+        vocoder = checkpoints.load_module(HifiGan, vocoder_config, folder / "vocoder", "model", dtype, device)
         conditioning = cls.load_conditioning(folder, index, device, dtype)
         pipe = cls(unet=unet, vae=vae, vocoder=vocoder, scheduler_config=scheduler_config,
-                   unet_sample_size=unet_cfg.get("sample_size"), name=name, folder=folder, device=device,
+                   unet_sample_size=configs.integer(unet_cfg, "sample_size", str(paths["unet"]), None, nullable=True),
+                   name=name, folder=folder, device=device,
                    dtype=dtype, **conditioning)
         pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance)
         return pipe
@@ -169,19 +171,16 @@ class Pipeline:
 
     def denoise(self, model: Callable, latents: torch.Tensor, plan: samplers.Plan, *, long: bool, generator, eta,
                 callback, callback_steps: int, progress: bool, denoised_hook: Callable | None = None) -> torch.Tensor:
-        """Run the sampler `plan` from `latents`; long latents are denoised in windows (longform.py).
-        denoised_hook: see samplers.run."""
+        """Run the sampler `plan` from `latents`; long latents are denoised in windows (longform.py). progress: the
+        "denoising" line with its step count (progress.py). denoised_hook: see samplers.run."""
         self.stage("unet")
-        bar = None
+        about = None
         if long:
-            model, bar = self.long_form.windowed(model, latents.shape[-2], self.row_seconds, self.unet_sample_size,
-                                                 latents.shape[-1], len(plan.timesteps), progress)
-        x = samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
-                         callback_steps=callback_steps, denoised_hook=denoised_hook,
-                         progress=progress and bar is None)
-        if bar is not None:
-            bar.close()
-        return x
+            model, about = self.long_form.windowed(model, latents.shape[-2], self.row_seconds, self.unet_sample_size,
+                                                   latents.shape[-1])
+        with stage("denoising" + (f" in {about}" if about else ""), progress) as line:
+            return samplers.run(plan, model, latents, generator=generator, eta=eta or None, callback=callback,
+                                callback_steps=callback_steps, denoised_hook=denoised_hook, progress=line.steps)
 
     # ---- decoding ------------------------------------------------------------------------------------------------
     def latents_to_mel(self, latents: torch.Tensor, long: bool | None = None) -> torch.Tensor:
@@ -250,12 +249,28 @@ class Pipeline:
             if module is not None:
                 module.to(self.device if name in names else torch.device("cpu"))
 
-    def to(self, device=None, dtype=None) -> "Pipeline":
+    def to(self, *args, device=None, dtype=None) -> "Pipeline":
+        """Move every network to a device and/or cast it to a dtype, given by keyword or positionally in any order
+        as diffusers' `pipe.to("cuda")`, `pipe.to(torch.float16)`, `pipe.to("cuda", torch.float16)` take them.
+        Turns CPU offload off."""
+        from . import resolve_device, resolve_dtype
+
+        for arg in args:
+            if isinstance(arg, torch.dtype) and dtype is None:
+                dtype = arg
+            elif isinstance(arg, (str, torch.device)) and device is None:
+                device = arg
+            else:
+                raise InvalidArgument(f"pipe.to({arg!r}) is not allowed: give a device (cpu, cuda, cuda:N, mps) "
+                                      f"and/or a dtype (torch.float32, torch.bfloat16, torch.float16)")
+        device = None if device is None else resolve_device(device)
+        dtype = None if dtype is None else resolve_dtype(dtype)
         self.offload = False
         for module in self.modules().values():
-            module.to(device=device, dtype=dtype if dtype is not None and module is not None else None)
+            if module is not None:
+                module.to(device=device, dtype=dtype)
         if device is not None:
-            self.device = torch.device(device)
+            self.device = device
         if dtype is not None:
             self.dtype = dtype
         return self
