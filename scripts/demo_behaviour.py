@@ -3,7 +3,7 @@
     .venv/bin/python scripts/demo_behaviour.py --classifier classifier.pt [-m demo] [--seeds 5] [--long 30]
 
 1. loudness across seeds: per held-out prompt (the first --prompts of each category), the integrated loudness
-   (ITU-R BS.1770, soundsmith.audio.loudness) of --seeds clips, raw (no output normalisation); the spread is
+   (ITU-R BS.1770, soundsmith.loudness.integrated_loudness) of --seeds clips, raw (no output normalisation); the spread is
    max − min in LU (the target: within ±3 LU, a spread ≤ 6), and "mostly silent" counts clips more than half of
    whose 50 ms frames are below −50 dBFS RMS;
 2. long-form: one -d --long clip per continuous category (water, vehicle, drums): the longest run below −50 dBFS
@@ -53,7 +53,7 @@ def category_of(model, waveform: np.ndarray, sample_rate: int) -> str:
 
 
 def loudness_table(pipe, prompts, seeds):
-    from soundsmith.audio import loudness
+    from soundsmith.loudness import integrated_loudness as loudness
 
     print(f"\n1. loudness across {seeds} seeds (raw output, LUFS)")
     print(f"{'category':14s} {'prompt':38s} {'min':>7s} {'max':>7s} {'spread':>7s} {'silent':>6s}")
@@ -61,7 +61,7 @@ def loudness_table(pipe, prompts, seeds):
     for category, prompt in prompts:
         levels, quiet = [], 0
         for seed in range(seeds):
-            out = pipe(prompt, seed=seed)
+            out = pipe(prompt, seed=seed, progress=False)
             x = out.audios[0]
             levels.append(float(loudness(torch.as_tensor(x), out.sample_rate)))
             quiet += bool((frame_dbfs(x, out.sample_rate) < SILENCE_DBFS).mean() > 0.5)
@@ -81,7 +81,7 @@ def long_table(pipe, classifier, prompts, seconds):
     for category, prompt in prompts:
         if category not in CONTINUOUS:
             continue
-        out = pipe(prompt, audio_length_in_s=seconds, seed=0)
+        out = pipe(prompt, audio_length_in_s=seconds, seed=0, progress=False)
         x, rate = out.audios[0], out.sample_rate
         window = 3 * rate
         windows = [x[i:i + window] for i in range(0, len(x) - window + 1, window)]

@@ -184,7 +184,7 @@ def test_unet_training_continues_from_a_saved_unet_folder(tmp_path):
 
 
 def test_loudness_normalised_training_clips_share_one_level_whatever_their_peak():
-    from soundsmith.audio import loudness
+    from soundsmith.loudness import integrated_loudness as loudness
     from soundsmith.train.data import LOUDNESS_PEAK, clip_mel, level
 
     t = torch.arange(2 * SR) / SR

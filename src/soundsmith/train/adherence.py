@@ -25,7 +25,7 @@ def measure(pipe, classifier, seeds: int = 2, steps: int | None = None, guidance
     (default: data.eval_prompts.EVAL_PROMPTS)."""
     from tqdm import tqdm
 
-    from ..audio import loudness
+    from ..loudness import integrated_loudness as loudness
     from ..data.eval_prompts import EVAL_PROMPTS
     from ..eval.classify import SAMPLE_RATE, evaluate, mel_of
 
@@ -36,7 +36,7 @@ def measure(pipe, classifier, seeds: int = 2, steps: int | None = None, guidance
     mels, categories, levels = [], [], {}
     for category, prompt, seed in tqdm(jobs, desc="adherence", disable=not progress, file=sys.stderr):
         out = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, audio_length_in_s=seconds,
-                   seed=seed, output_type="pt", sampler=sampler)
+                   seed=seed, output_type="pt", sampler=sampler, progress=False)
         mels.append(mel_of(resample(out.audios[0], out.sample_rate, SAMPLE_RATE)))
         categories.append(category)
         levels.setdefault(prompt, []).append(round(float(loudness(out.audios[0], out.sample_rate)), 2))

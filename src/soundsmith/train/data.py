@@ -10,6 +10,7 @@ UNet) reads the clips once.
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 
 from .. import audio
 from ..errors import InvalidArgument
+from ..loudness import integrated_loudness
 from .vocoder import CENTER, DEMO_MEL
 
 from ..data.manifest import load_audio, read_manifest
@@ -47,7 +49,9 @@ def level(waveform: torch.Tensor, sample_rate: int, lufs: float | None) -> torch
     if lufs is None:
         return audio.normalize_waveform(waveform)
     waveform = waveform - waveform.mean(dim=-1, keepdim=True)
-    waveform = audio.loudness_normalize(waveform, sample_rate, lufs)
+    gain_db = lufs - float(integrated_loudness(waveform, sample_rate).reshape(-1)[0])
+    if math.isfinite(gain_db):  # a silent clip stays silent
+        waveform = waveform * 10 ** (gain_db / 20)
     peak = float(waveform.abs().max())
     return waveform * (LOUDNESS_PEAK / peak) if peak > LOUDNESS_PEAK else waveform
 
