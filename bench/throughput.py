@@ -102,7 +102,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="audioldm-s-full-v2", help="a bench model name or a pipeline folder")
     parser.add_argument("--clips", type=int, default=20, help="clips of the final run of each implementation")
-    parser.add_argument("--probe", type=int, default=4, help="clips per configuration when choosing the best")
+    parser.add_argument("--probe", type=int, default=4,
+                        help="clips per configuration when choosing the best (rounded up to whole calls)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.24)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
@@ -125,7 +126,7 @@ def main(argv=None) -> None:
     started, load = time.strftime("%Y-%m-%d %H:%M"), " ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="soundsmith-throughput-") as tmp:
         saved = {kind: Path(tmp) / f"{kind}.npy" for kind in NAMES}
-        probes = [run(args, kind, batch, compile, args.probe * batch if batch > 1 else args.probe,
+        probes = [run(args, kind, batch, compile, -(-args.probe // batch) * batch,  # whole calls
                       saved[kind] if batch == 1 and not compile else None)
                   for kind, batch, compile in CONFIGS]
         a, b = np.load(saved["ref"]), np.load(saved["ours"])
@@ -144,7 +145,7 @@ def main(argv=None) -> None:
         f"### Best of each implementation, {args.clips} clips", "", header, *map(row, finals), "",
         f"soundsmith / diffusers: **{ratio:.2f}×** clips per minute (target ≥ 1.5×). First clip of the one-clip "
         f"configurations, soundsmith against diffusers: waveform relative error {error:.1e}.", "",
-        f"### Every configuration, {args.probe} clips (or {args.probe} calls when batched)", "", header,
+        f"### Every configuration, {args.probe} clips (rounded up to whole calls)", "", header,
         *map(row, probes)]) + "\n"
     publish(section, not args.no_write)
 

@@ -46,7 +46,9 @@ def test_throughput_makes_the_clips_it_counts(request, fixture, kind, batch, tmp
     saved = tmp_path / "first.npy"
     args = throughput.argparse.Namespace(model=str(folder), kind=kind, batch=batch, clips=4, steps=2, seconds=0.2,
                                          dtype="float32", compile=False, save=saved)
-    result = throughput.child(args)
+    with torch.no_grad():  # the process switches gradients off for good; the context gives them back to later tests
+        result = throughput.child(args)
+    assert torch.is_grad_enabled()
     assert result["clips"] == 4 and result["per_min"] > 0
     first = np.load(saved)
     assert first.ndim == 1 and first.size > 0 and np.isfinite(first).all()

@@ -10,6 +10,8 @@ activation (a development measurement, not yet a bench/RESULTS.md run), so an in
 error. The time and class embeddings (two rows) stay float32 too: quantising them saves nothing and costs accuracy.
 """
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -26,7 +28,9 @@ class Int8Linear(nn.Module):
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0
         zero = torch.zeros(weight.shape[0], dtype=torch.long)
-        qweight = torch.quantize_per_channel(weight, scale.double(), zero, 0, torch.qint8)
+        with warnings.catch_warnings():  # torch's deprecation of quantized tensors is ours to act on, not the user's
+            warnings.filterwarnings("ignore", message="torch.quantize_per_tensor", category=UserWarning)
+            qweight = torch.quantize_per_channel(weight, scale.double(), zero, 0, torch.qint8)
         bias = None if linear.bias is None else linear.bias.detach().float()
         self.packed = torch.ops.quantized.linear_prepack(qweight, bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features
