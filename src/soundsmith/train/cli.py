@@ -57,6 +57,9 @@ def add_commands(sub) -> None:
                    help="train on CLAP audio embeddings of the clips, CLAP text embeddings of the captions, or the "
                         "teacher's projected caption vectors that the text tower is distilled onto (default)")
     p.add_argument("--dropout", type=float, default=0.1, help="conditioning dropout for guidance (default 0.1)")
+    p.add_argument("--offset-noise", type=float, default=0.0, metavar="STD",
+                   help="add a per-channel constant of this std to the training noise (e.g. 0.1), so the seed's "
+                        "channel means do not set the level (default 0: none)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights (0: none)")
     p.add_argument("--channels", default="32,64,128", help="UNet block channels (default 32,64,128)")
     p.add_argument("--crop", type=int, default=None, help="train on windows of this many latent rows (default: all)")
@@ -250,6 +253,8 @@ def cmd_unet(args) -> int:
     schedule.ema = args.ema or None
     if not 0 <= args.dropout < 1:
         raise InvalidArgument(f"--dropout {args.dropout}: must be in [0, 1)")
+    if not 0 <= args.offset_noise <= 1:
+        raise InvalidArgument(f"--offset-noise {args.offset_noise:g}: must be in [0, 1]")
     prepared = prepare_latents(args)
     torch.manual_seed(args.seed)
     if args.init:
@@ -257,11 +262,12 @@ def cmd_unet(args) -> int:
         if config["projection_class_embeddings_input_dim"] != prepared["cond"].shape[1]:
             raise InvalidArgument(f"--init {args.init}: its UNet takes {config['projection_class_embeddings_input_dim']}"
                                   f"-d conditioning, the {args.conditioning} vectors have {prepared['cond'].shape[1]}")
-        objective = unet.DiffusionObjective(config, model)
+        objective = unet.DiffusionObjective(config, model, offset_noise=args.offset_noise)
     else:
         channels = tuple(int(c) for c in args.channels.split(","))
         objective = unet.DiffusionObjective(unet.unet_config(prepared["cond"].shape[1], channels=channels,
-                                                             sample_size=prepared["mean"].shape[2]))
+                                                             sample_size=prepared["mean"].shape[2]),
+                                            offset_noise=args.offset_noise)
     draw = unet.batches(prepared["mean"], prepared["std"], prepared["scale"], prepared["cond"], prepared["uncond"],
                         args.batch, args.dropout, args.crop)
     return train_from_args(objective, draw, args, schedule, unet.exporter(), f"unet ({args.conditioning})")

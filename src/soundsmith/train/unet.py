@@ -67,11 +67,18 @@ def unet_config(class_dim: int, channels=(64, 128, 192), layers: int = 1, heads:
 
 
 class DiffusionObjective(torch.nn.Module):
-    """ε-prediction MSE of `unet` (a new UNet from `config` when None) under a scheduler_config's betas."""
+    """ε-prediction MSE of `unet` (a new UNet from `config` when None) under a scheduler_config's betas.
 
-    def __init__(self, config: dict, unet: UNet | None = None, scheduler_config: dict = SCHEDULER_CONFIG):
+    offset_noise: the standard deviation of a constant added to each latent channel of the training noise (offset
+    noise, Guttenberg 2023). With plain Gaussian noise the per-channel mean of the starting latents survives
+    sampling, and in the demo's latent space that mean sets the clip's level, so the seed, not the prompt, decides
+    how loud a clip is (issue 21); with offset noise the UNet learns to predict, and so remove, such a mean."""
+
+    def __init__(self, config: dict, unet: UNet | None = None, scheduler_config: dict = SCHEDULER_CONFIG,
+                 offset_noise: float = 0.0):
         super().__init__()
         self.config = dict(config)
+        self.offset_noise = offset_noise
         if unet is None:
             unet = UNet(UNetConfig.from_dict(config))
             if unet.class_embedding is not None:  # unit-norm CLAP vectors have components ~ 1/√D: start the class
@@ -83,6 +90,8 @@ class DiffusionObjective(torch.nn.Module):
     def forward(self, batch: dict):
         x0, cond = batch["latents"], batch["cond"]
         noise = torch.randn_like(x0)
+        if self.offset_noise:
+            noise = noise + self.offset_noise * torch.randn(*x0.shape[:2], 1, 1, device=x0.device, dtype=x0.dtype)
         t = torch.randint(0, len(self.alphas_cumprod), (len(x0),), device=x0.device)
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
