@@ -453,3 +453,23 @@ def test_demo_defaults_are_checked_before_anything_is_built(tmp_path, capsys, fl
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and flag in err and value in err
     assert not (tmp_path / "out").exists()
+
+
+def test_adherence_takes_the_pipeline_mode_and_refuses_others(capsys, tmp_path, monkeypatch):
+    """`train adherence --dtype int8` measures the int8 mode (issue 18's quality bar); an unknown mode is one line."""
+    import soundsmith
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load(model, **options):
+        raise Loaded(options)
+
+    monkeypatch.setattr(soundsmith, "load", fake_load)
+    with pytest.raises(Loaded) as loaded:
+        main(["train", "adherence", "--classifier", str(tmp_path / "c.pt"), "--dtype", "int8"])
+    assert loaded.value.args[0]["dtype"] == "int8"
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "adherence", "--classifier", str(tmp_path / "c.pt"), "--dtype", "int4"])
+    assert stopped.value.code == 2
+    assert "--dtype: invalid choice: 'int4'" in capsys.readouterr().err

@@ -47,12 +47,12 @@ def cmd_adherence(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipe = load(args.model, device="cpu")
+    pipe = load(args.model, device="cpu", dtype=args.dtype)
     report = measure(pipe, load_classifier(args.classifier), seeds=args.seeds, steps=args.steps,
                      guidance=args.guidance, seconds=args.duration, progress=not args.no_progress,
                      sampler=args.sampler)
     print(format_report(report))
     print(f"confusions: {report['confusions']}")
-    print(f"{args.model}: {report['seeds']} seed(s) per prompt, {report['sampler']} {report['steps']} steps, "
+    print(f"{args.model} ({args.dtype}): {report['seeds']} seed(s) per prompt, {report['sampler']} {report['steps']} steps, "
           f"guidance {report['guidance']}, {report['seconds']} s")
     return 0
