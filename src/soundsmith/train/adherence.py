@@ -53,6 +53,6 @@ def cmd_adherence(args) -> int:
                      sampler=args.sampler)
     print(format_report(report))
     print(f"confusions: {report['confusions']}")
-    print(f"{args.model} ({args.dtype}): {report['seeds']} seed(s) per prompt, {report['sampler']} {report['steps']} steps, "
-          f"guidance {report['guidance']}, {report['seconds']} s")
+    print(f"{args.model} ({args.dtype}): {report['seeds']} seed(s) per prompt, {report['sampler']} "
+          f"{report['steps']} steps, guidance {report['guidance']}, {report['seconds']} s")
     return 0
