@@ -58,10 +58,10 @@ def is_int8(dtype) -> bool:
 def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: bool = False,
          progress: bool = True) -> Pipeline:
     """A model name (`audioldm-s-full-v2`, `audioldm2`, `musicldm`, …), hub id or local diffusers folder → its
-    pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32; bfloat16 keeps the VAE decoder's
-    latent-resolution blocks in float32; "int8", CPU only, is float32 with the UNet's linear layers int8, see
-    soundsmith.quantize). compile=True applies
-    torch.compile to the UNet, VAE decoder and vocoder (the first call compiles: minutes on a CPU). offload=True
+    pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32; bfloat16 keeps the text stage and
+    the VAE decoder's latent-resolution blocks in float32, pipelines.base.network_dtype; "int8", CPU only, is float32 with
+    the UNet's linear layers int8, see soundsmith.quantize). compile=True applies torch.compile to the UNet, VAE
+    decoder and vocoder (the first call compiles: minutes on a CPU). offload=True
     keeps the networks in CPU memory and moves each to the GPU only for its stage (Pipeline.enable_model_cpu_offload).
     progress: the "loading" line on stderr with its time (progress.py); False for none.
     """
@@ -94,8 +94,6 @@ def open_folder(cls: type[Pipeline], folder, index: dict, name: str, device: tor
     runtime.keep_freed_memory()
     pipe = cls.from_folder(folder, index, name=name, device=device, dtype=dtype)
     runtime.use_fast_layouts(pipe)
-    if dtype == torch.bfloat16:  # the VAE decoder's latent-resolution blocks in float32 (vae.keep_float32)
-        pipe.vae.keep_float32()
     if device.type == "cpu" and dtype == torch.float32:
         runtime.linear_path()  # measured now, not inside the first sound (nor inside torch.compile's tracing)
     return pipe
