@@ -4,6 +4,7 @@ here is tiny and every run a few steps."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -412,6 +413,37 @@ def test_generate_cli_uses_a_lora_adapter(tiny_audioldm, finetune_manifest, tmp_
                  "-d", "0.02", "--steps", "2", "--seed", "0", "-o", str(tmp_path / "out.wav")])
     assert code == 0 and (tmp_path / "out.wav").exists()
     assert "with LoRA" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_a_lora_adapter_runs_through_the_openvino_unet(tiny_audioldm, finetune_manifest, tmp_path, monkeypatch,
+                                                      capsys):
+    """The CLI loads the adapter first, then converts the UNet with it; a LoRA scale that the converted graph cannot
+    follow, or an adapter loaded after the conversion, is a clear error."""
+    import soundfile
+
+    import soundsmith
+    from soundsmith import openvino_unet
+    from soundsmith.errors import InvalidArgument
+
+    monkeypatch.setenv("SOUNDSMITH_CACHE", str(tmp_path / "cache"))
+    main(["finetune", str(tiny_audioldm), "--data", str(finetune_manifest), "--out", str(tmp_path / "ft"), "--lora",
+          "--steps", "1", "--batch", "2", "--lr", "5e-2", "--no-progress", "--pidfile", ""])
+    adapter = tmp_path / "ft" / "adapter"
+    audio = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / f"{backend}.wav"
+        code = main(["generate", "a rising sweep", "-m", str(tiny_audioldm), "--lora", str(adapter), "-d", "0.05",
+                     "--steps", "2", "--seed", "0", "--loudness", "off", "--backend", backend, "-o", str(out)])
+        assert code == 0, capsys.readouterr().err
+        audio[backend] = soundfile.read(out)[0]
+    assert np.linalg.norm(audio["openvino"] - audio["torch"]) <= 1e-3 * np.linalg.norm(audio["torch"])
+    pipe = soundsmith.load(tiny_audioldm, device="cpu").load_lora(adapter)
+    openvino_unet.use_backend(pipe, "openvino")
+    with pytest.raises(InvalidArgument, match="a LoRA scale of 0.5 needs the eager UNet"):
+        _generate(pipe, cross_attention_kwargs={"scale": 0.5})
+    with pytest.raises(InvalidArgument, match="load_lora needs the eager UNet"):
+        soundsmith.load(tiny_audioldm, device="cpu", backend="openvino").load_lora(adapter)
 
 
 # ------------------------------------------------------------------------------------------- bad input

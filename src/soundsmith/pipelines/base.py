@@ -237,6 +237,9 @@ class Pipeline:
         cross_attention_kwargs={"scale": s} multiplies it for one call."""
         from ..lora import load_adapter
 
+        if hasattr(self.unet, "_runners"):  # aot.SignatureUNet: compiled or converted with the weights it had
+            raise InvalidArgument("load_lora needs the eager UNet: load the adapter first, then compile or choose "
+                                  "the OpenVINO backend (openvino_unet.use_backend)")
         load_adapter(self.unet, Path(path).expanduser(), scale)
         return self
 
