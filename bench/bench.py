@@ -37,7 +37,7 @@ RESULTS = BENCH / "RESULTS.md"
 CHECKPOINTS = Path("~/.cache/soundsmith/random-checkpoints").expanduser()
 MODELS = ("audioldm-s-full-v2", "audioldm2", "musicldm", "audioldm-l-full", "audioldm2-large")
 IMPLS = ("ref", "ours")  # the order of every turn: diffusers first, then soundsmith (then OpenVINO with --openvino)
-NAMES = {"ref": "diffusers", "ours": "soundsmith", "ov": "openvino"}
+NAMES = {"ref": "diffusers", "ours": "soundsmith", "ov": "openvino", "sov": "soundsmith+OpenVINO UNet"}
 STAGES = ("text", "unet", "vae", "vocoder")
 EFFECTIVE = ("unet", "vae", "vocoder")  # stages whose soundsmith rate is reported on the direct algorithm's FLOPs
 TIMEOUT = 1800.0  # seconds one request may take before its worker is declared hung
@@ -183,7 +183,7 @@ def agreement(outdir: Path, dtypes: list[str], impls=IMPLS) -> list[tuple[str, f
 
     rows = []
     ref = load("ref", "float32")
-    for impl, bar in (("ours", 1e-4), ("ov", None)):
+    for impl, bar in (("ours", 1e-4), ("ov", None), ("sov", 1e-4)):
         other = load(impl, "float32") if impl in impls else None
         if ref is not None and other is not None:
             rows += [(f"float32 waveform, {NAMES[impl]} vs diffusers", rel_err(other["waveform"], ref["waveform"]), bar),
@@ -207,7 +207,8 @@ def report(args, command: str, records: dict, gemm: dict, checks: list, started:
     others = [i for i in impls if i != "ours"]  # each is compared with soundsmith: other / soundsmith
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown")
-    packages = ("torch", "diffusers", "transformers", "soundsmith") + (("openvino",) if "ov" in impls else ())
+    packages = ("torch", "diffusers", "transformers", "soundsmith") + (("openvino",) if {"ov", "sov"} & set(impls)
+                                                                       else ())
     versions = ", ".join(f"{p} {_version(p)}" for p in packages)
     out = [f"## {started} — {args.model}, {args.seconds:g} s of audio", "",
            f"Command: `{command}`", "",
@@ -216,6 +217,8 @@ def report(args, command: str, records: dict, gemm: dict, checks: list, started:
            + ("; torch.compile (UNet, VAE decoder, vocoder) in both, the first call compiling" if args.compile else "")
            + ("; OpenVINO: diffusers' UNet, VAE decoder and vocoder converted (bench/openvino_impl.py), text encoders "
               "in torch" if "ov" in impls else "")
+           + ("; soundsmith+OpenVINO UNet: soundsmith with backend='openvino' (soundsmith/openvino_unet.py)"
+              if "sov" in impls else "")
            + ("; in the int8 rows soundsmith runs dtype='int8' and the others float32" if "int8" in records else "")
            + ".", ""]
     rates = {d: (gemm.get(d) or {}).get("median") for d in ("float32", "bfloat16")}
@@ -324,6 +327,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES)
     parser.add_argument("--openvino", action="store_true",
                         help="a third implementation: diffusers with OpenVINO's UNet, VAE decoder and vocoder")
+    parser.add_argument("--ours-openvino", action="store_true",
+                        help="a further implementation: soundsmith with backend='openvino' (its UNet through OpenVINO)")
     parser.add_argument("--starved", type=float, default=0.8,
                         help="a call below this × threads CPU utilisation was starved: rerun, never in a median")
     parser.add_argument("--repeats", type=int, help="timed calls per configuration and stage (default 3)")
@@ -336,7 +341,7 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile both implementations' UNet, VAE decoder and vocoder (first call compiles)")
     args = parser.parse_args(argv)
-    args.impls = IMPLS + (("ov",) if args.openvino else ())
+    args.impls = IMPLS + (("ov",) if args.openvino else ()) + (("sov",) if args.ours_openvino else ())
     quick = args.quick
     args.steps = args.steps or ([10] if quick else [10, 20])
     args.dtypes = (args.dtypes or ["float32", "bfloat16"])[:1 if quick else None]

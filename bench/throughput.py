@@ -51,9 +51,9 @@ def child(args) -> dict:
 
     torch.set_grad_enabled(False)
     folder = model_folder(args.model)
-    dtype = getattr(torch, args.dtype) if args.dtype != "int8" else "int8"
     started = time.perf_counter()
-    impl = (reference if args.kind == "ref" else ours)(folder, dtype, args.seconds, compile=args.compile)
+    impl = (reference if args.kind == "ref" else ours)(folder, getattr(torch, args.dtype), args.seconds,
+                                                       compile=args.compile)
     load = time.perf_counter() - started
 
     def call(first: int, count: int):
@@ -119,7 +119,7 @@ def main(argv=None) -> None:
         args.kind = args.child
         print(json.dumps(child(args)))
         return
-    from bench import _version, publish
+    from bench import _version, publish, rel_err
     from soundsmith.machine import cpu_model
 
     command = ".venv/bin/python bench/throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -129,8 +129,7 @@ def main(argv=None) -> None:
         probes = [run(args, kind, batch, compile, -(-args.probe // batch) * batch,  # whole calls
                       saved[kind] if batch == 1 and not compile else None)
                   for kind, batch, compile in CONFIGS]
-        a, b = np.load(saved["ref"]), np.load(saved["ours"])
-        error = float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+        error = rel_err(np.load(saved["ours"]), np.load(saved["ref"]))
         best = {kind: max((p for p in probes if p["kind"] == kind), key=lambda p: p["per_min"]) for kind in NAMES}
         finals = [run(args, kind, best[kind]["batch"], best[kind]["compile"], args.clips) for kind in NAMES]
     ratio = finals[1]["per_min"] / finals[0]["per_min"]
@@ -144,7 +143,7 @@ def main(argv=None) -> None:
         f"own prompt (cycling {len(PROMPTS)}) and seed; one process per row, loaded and warmed by one call first.", "",
         f"### Best of each implementation, {args.clips} clips", "", header, *map(row, finals), "",
         f"soundsmith / diffusers: **{ratio:.2f}×** clips per minute (target ≥ 1.5×). First clip of the one-clip "
-        f"configurations, soundsmith against diffusers: waveform relative error {error:.1e}.", "",
+        f"configurations, soundsmith against diffusers: waveform relative error {'—' if error is None else f'{error:.1e}'}.", "",
         f"### Every configuration, {args.probe} clips (rounded up to whole calls)", "", header,
         *map(row, probes)]) + "\n"
     publish(section, not args.no_write)

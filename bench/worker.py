@@ -113,10 +113,11 @@ def reference(folder: Path, dtype, seconds: float, compile: bool = False) -> Imp
     )
 
 
-def ours(folder: Path, dtype, seconds: float, compile: bool = False) -> Impl:
+def ours(folder: Path, dtype, seconds: float, compile: bool = False, backend: str = "torch") -> Impl:
     import soundsmith
 
-    pipe = soundsmith.load(folder, device="cpu", dtype=str(dtype).removeprefix("torch."), compile=compile)
+    pipe = soundsmith.load(folder, device="cpu", dtype=str(dtype).removeprefix("torch."), compile=compile,
+                           backend=backend)
     return Impl(
         generate=lambda steps, latents: pipe(PROMPT, audio_length_in_s=seconds, num_inference_steps=steps,
                                              guidance_scale=GUIDANCE, latents=latents.clone(),
@@ -180,6 +181,8 @@ def serve(kind: str, folder: Path, dtype_name: str, seconds: float, threads: int
         from openvino_impl import openvino
 
         load = lambda folder, dtype, seconds, compile: openvino(folder, dtype, seconds, threads)  # noqa: E731
+    elif kind == "sov":
+        load = lambda folder, dtype, seconds, compile: ours(folder, dtype, seconds, compile, "openvino")  # noqa: E731
     else:
         load = {"ref": reference, "ours": ours}[kind]
     import_s = time.perf_counter() - started

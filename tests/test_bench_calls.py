@@ -2,6 +2,7 @@
 soundsmith and of diffusers runs on a tiny model and gives the same shapes. Timings are bench/'s business, not a
 test's; this only keeps a refactor from silently breaking the soundsmith column (issue 13 did once)."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,8 +13,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.mark.parametrize("fixture", ["tiny_audioldm", "tiny_audioldm2"])
-def test_every_timed_call_runs_in_both_implementations(request, fixture):
+def test_every_timed_call_runs_in_both_implementations(request, fixture, tmp_path, monkeypatch):
     pytest.importorskip("diffusers")
+    monkeypatch.setenv("SOUNDSMITH_CACHE", str(tmp_path))
     sys.path.insert(0, str(BENCH))
     try:
         import worker
@@ -23,7 +25,10 @@ def test_every_timed_call_runs_in_both_implementations(request, fixture):
     latents = torch.randn(worker.latent_shape(folder, 0.2), generator=torch.Generator().manual_seed(0))
     results = {}
     with torch.no_grad():
-        for kind, load in (("diffusers", worker.reference), ("soundsmith", worker.ours)):
+        kinds = [("diffusers", worker.reference), ("soundsmith", worker.ours)]
+        if importlib.util.find_spec("openvino"):  # bench.py --ours-openvino
+            kinds.append(("soundsmith+OpenVINO UNet", lambda *a: worker.ours(*a, backend="openvino")))
+        for kind, load in kinds:
             impl = load(folder, torch.float32, 0.2)
             calls = worker.calls(impl, latents)
             results[kind] = {stage: calls[stage]() for stage in ("unet", "vae", "vocoder")}

@@ -234,10 +234,11 @@ def test_vae_blocks_kept_in_float32_decode_closer_to_float32_and_chunk_exactly()
     z = torch.randn(1, 4, 20, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = full.decode(z)
-        low = _tiny_vae().to(torch.bfloat16)
-        all_bf16 = low.decode(z.bfloat16())
-        low.keep_float32()
-        assert all(p.dtype == torch.float32 for name in LATENT_RESOLUTION for p in low.get_submodule(name).parameters())
+        all_bf16 = _tiny_vae().to(torch.bfloat16).decode(z.bfloat16())
+        low = _tiny_vae().cast(torch.bfloat16)
+        for name in LATENT_RESOLUTION:  # unrounded: the float32 weights themselves
+            for got, weight in zip(low.get_submodule(name).parameters(), full.get_submodule(name).parameters()):
+                assert got.dtype == torch.float32 and torch.equal(got, weight)
         assert low.decoder.conv_out.weight.dtype == torch.bfloat16
         mixed = low.decode(z.bfloat16())
         assert mixed.dtype == torch.bfloat16

@@ -4,6 +4,7 @@ here is tiny and every run a few steps."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -448,6 +449,37 @@ def test_generate_cli_uses_a_lora_adapter(tiny_audioldm, finetune_manifest, tmp_
     assert "with LoRA" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_a_lora_adapter_runs_through_the_openvino_unet(tiny_audioldm, finetune_manifest, tmp_path, monkeypatch,
+                                                      capsys):
+    """The CLI loads the adapter first, then converts the UNet with it; a LoRA scale that the converted graph cannot
+    follow, or an adapter loaded after the conversion, is a clear error."""
+    import soundfile
+
+    import soundsmith
+    from soundsmith import openvino_unet
+    from soundsmith.errors import InvalidArgument
+
+    monkeypatch.setenv("SOUNDSMITH_CACHE", str(tmp_path / "cache"))
+    main(["finetune", str(tiny_audioldm), "--data", str(finetune_manifest), "--out", str(tmp_path / "ft"), "--lora",
+          "--steps", "1", "--batch", "2", "--lr", "5e-2", "--no-progress", "--pidfile", ""])
+    adapter = tmp_path / "ft" / "adapter"
+    audio = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / f"{backend}.wav"
+        code = main(["generate", "a rising sweep", "-m", str(tiny_audioldm), "--lora", str(adapter), "-d", "0.05",
+                     "--steps", "2", "--seed", "0", "--loudness", "off", "--backend", backend, "-o", str(out)])
+        assert code == 0, capsys.readouterr().err
+        audio[backend] = soundfile.read(out)[0]
+    assert np.linalg.norm(audio["openvino"] - audio["torch"]) <= 1e-3 * np.linalg.norm(audio["torch"])
+    pipe = soundsmith.load(tiny_audioldm, device="cpu").load_lora(adapter)
+    openvino_unet.use_backend(pipe, "openvino")
+    with pytest.raises(InvalidArgument, match="a LoRA scale of 0.5 needs the eager UNet"):
+        _generate(pipe, cross_attention_kwargs={"scale": 0.5})
+    with pytest.raises(InvalidArgument, match="load_lora needs the eager UNet"):
+        soundsmith.load(tiny_audioldm, device="cpu", backend="openvino").load_lora(adapter)
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 
@@ -507,3 +539,24 @@ def test_active_window_and_quiet_filter_pick_what_is_sounding(tmp_path):
                         max_quiet=0.5)
     assert len(first) == 2 and active.captions == ["a late tone"]
     assert float(first.mels[0].max()) < -11 < -3 < float(active.mels[0].max())  # silence (the log floor) vs the tone
+
+
+def test_adherence_takes_the_pipeline_mode_and_refuses_others(capsys, tmp_path, monkeypatch):
+    """`train adherence --dtype int8` measures the int8 mode (issue 18's quality bar); an unknown mode is one line."""
+    import soundsmith
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load(model, **options):
+        raise Loaded(options)
+
+    monkeypatch.setattr(soundsmith, "load", fake_load)
+    monkeypatch.setattr("soundsmith.eval.classify.load_classifier", lambda path: None)
+    with pytest.raises(Loaded) as loaded:
+        main(["train", "adherence", "--classifier", str(tmp_path / "c.pt"), "--dtype", "int8"])
+    assert loaded.value.args[0]["dtype"] == "int8"
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "adherence", "--classifier", str(tmp_path / "c.pt"), "--dtype", "int4"])
+    assert stopped.value.code == 2
+    assert "--dtype: invalid choice: 'int4'" in capsys.readouterr().err

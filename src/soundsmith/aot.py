@@ -37,16 +37,16 @@ def compile_ahead_of_time(pipe, cache_dir=None) -> None:
     pipe.unet = CompiledUNet(pipe.unet, weights_key(pipe.folder, pipe.dtype), cache_dir, freezing=cpu)
 
 
-class CompiledUNet(nn.Module):
-    """Calls like the UNet it wraps (`forward(sample, timestep, **inputs)`), through a compiled package per input
-    signature. Attributes other than its own (config, embed, layouts …) are the wrapped UNet's."""
+class SignatureUNet(nn.Module):
+    """Calls like the UNet it wraps (`forward(sample, timestep, **inputs)`), through a runner built once per input
+    signature (shapes, dtypes and devices of the inputs, which optional inputs are given) by `_runner`. Attributes other
+    than its own (config, embed, layouts …) are the wrapped UNet's. The base of CompiledUNet and
+    openvino_unet.OpenVINOUNet."""
 
-    def __init__(self, unet: nn.Module, weights_key: str, cache_dir: Path | None = None, freezing: bool = True):
+    def __init__(self, unet: nn.Module, cache_dir: Path | None = None):
         super().__init__()
         self.module = unet
-        self.weights_key = weights_key
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.freezing = freezing
         self._runners: dict = {}
 
     def __getattr__(self, name: str):
@@ -62,16 +62,32 @@ class CompiledUNet(nn.Module):
         signature = (_spec(sample), _spec(t), tuple((k, _spec(v)) for k, v in zip(names, tensors)))
         runner = self._runners.get(signature)
         if runner is None:
-            runner = self._runners[signature] = self._load_or_compile(signature, sample, t, names, tensors)
+            runner = self._runners[signature] = self._runner(signature, sample, t, names, tensors)
         return runner(sample, t, *tensors)
 
-    def package_path(self, signature) -> Path:
-        code = b"".join((Path(__file__).parent / "models" / f).read_bytes() for f in MODEL_CODE)
-        key = repr((signature, self.weights_key, self.freezing, torch.__version__))
-        digest = hashlib.sha256(key.encode() + code).hexdigest()[:24]
-        return self.cache_dir / f"unet-{digest}.pt2"
+    def _runner(self, signature, sample, t, names, tensors):
+        raise NotImplementedError
 
-    def _load_or_compile(self, signature, sample, t, names, tensors):
+    def cache_name(self, signature, key, suffix: str) -> Path:
+        """`<cache_dir>/unet-<hash><suffix>`: a hash of the signature, `key` (what else the file depends on), the
+        model code and the torch version, so a changed checkpoint or soundsmith never reads a stale file."""
+        code = b"".join((Path(__file__).parent / "models" / f).read_bytes() for f in MODEL_CODE)
+        digest = hashlib.sha256(repr((signature, key, torch.__version__)).encode() + code).hexdigest()[:24]
+        return self.cache_dir / f"unet-{digest}{suffix}"
+
+
+class CompiledUNet(SignatureUNet):
+    """The UNet through an AOTInductor package per input signature, compiled on first use and kept on disk."""
+
+    def __init__(self, unet: nn.Module, weights_key: str, cache_dir: Path | None = None, freezing: bool = True):
+        super().__init__(unet, cache_dir)
+        self.weights_key = weights_key
+        self.freezing = freezing
+
+    def package_path(self, signature) -> Path:
+        return self.cache_name(signature, (self.weights_key, self.freezing), ".pt2")
+
+    def _runner(self, signature, sample, t, names, tensors):
         path = self.package_path(signature)
         if not path.exists():
             compile_package(self.module, (sample, t, *tensors), names, path, self.freezing)

@@ -64,6 +64,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="keep the networks in CPU memory and move each to the GPU only for its stage (less GPU memory)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (the first sound takes minutes to compile; worth it for batches)")
+    p.add_argument("--backend", default="torch", choices=["torch", "openvino", "fastest"],
+                   help="what runs the UNet on the cpu: torch (default), openvino, or fastest (measured once per "
+                        "machine and shape); openvino needs pip install 'soundsmith[openvino]'")
 
 
 def _add_output_args(p: argparse.ArgumentParser, help: str) -> None:
@@ -324,7 +327,7 @@ def _run(args, jobs: list, dtype: str | None) -> int:
                               f"one run uses one model (soundsmith batch runs several)")
     dtype = dtype or "float32"
     pipe = _load(jobs[0][0].model, args.device, dtype, getattr(args, "lora", None), getattr(args, "compile", False),
-                 getattr(args, "offload", False))
+                 getattr(args, "offload", False), getattr(args, "backend", "torch"))
     for number, (request, paths) in enumerate(jobs, 1):
         if len(jobs) > 1:
             _note(f"soundsmith: [{number}/{len(jobs)}] {request.prompts[0] if request.prompts else request.input}")
@@ -338,18 +341,21 @@ def _run(args, jobs: list, dtype: str | None) -> int:
 
 
 def _load(model: str | None, device: str, dtype: str, lora: str | None = None, compile: bool = False,
-          offload: bool = False):
-    from . import load
+          offload: bool = False, backend: str = "torch"):
+    from . import load, openvino_unet
+    from .pipelines import is_int8, resolve_device
 
     if model is None:
         from .checkpoints import default_model
 
         model, why = default_model()
         _note(f"soundsmith: no -m given: using {model} ({why})")
+    openvino_unet.check_backend(backend, resolve_device(device), compile, is_int8(dtype))
     pipe = load(model, device=device, dtype=dtype, compile=compile, offload=offload, progress=True)
     if lora is not None:
         pipe.load_lora(lora)
         _note(f"soundsmith: with LoRA {lora}")
+    openvino_unet.use_backend(pipe, backend)  # after the LoRA: the UNet is converted with its adapter merged
     return pipe
 
 
@@ -383,7 +389,7 @@ def _batch(args) -> int:
     try:
         summary = run(args.jobs, args.out, defaults=fields, base_seed=base_seed, fmt=args.format,
                       workers=args.workers, threads=args.threads, device=args.device, dtype=args.dtype or "float32",
-                      lora=args.lora, compile=args.compile, offload=args.offload, ray=args.ray,
+                      lora=args.lora, compile=args.compile, offload=args.offload, backend=args.backend, ray=args.ray,
                       progress=not args.quiet)
     except BadLines as exc:
         for problem in exc.problems:

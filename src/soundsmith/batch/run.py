@@ -52,7 +52,8 @@ class Summary:
 
 def run(jobs, out, *, defaults: dict | None = None, base_seed: int = 0, fmt: str = "wav", workers: int | None = None,
         threads: int | None = None, device: str = "auto", dtype: str = "float32", lora: str | None = None,
-        compile: bool = False, offload: bool = False, ray: str | bool | None = None, progress: bool = True,
+        compile: bool = False, offload: bool = False, backend: str = "torch", ray: str | bool | None = None,
+        progress: bool = True,
         on_record=None, note=None) -> Summary:
     """Run the jobs file `jobs` into the folder `out`. `defaults`: request fields for every line (a line's own
     fields win; "seed" is ignored: lines without one get plan.derive_seed(base_seed, line)). `workers`: processes or
@@ -63,7 +64,11 @@ def run(jobs, out, *, defaults: dict | None = None, base_seed: int = 0, fmt: str
     note = note or (lambda message: print(message, file=sys.stderr, flush=True))
     from ..pipelines import resolve_device, resolve_dtype
 
+    from .. import openvino_unet
+    from ..pipelines import is_int8
+
     resolve_dtype(dtype)
+    openvino_unet.check_backend(backend, resolve_device(device), compile, is_int8(dtype))
     _positive("--workers", workers)
     _positive("--threads", threads)
     items = plan(jobs, defaults, base_seed=base_seed, fmt=fmt)
@@ -90,7 +95,7 @@ def run(jobs, out, *, defaults: dict | None = None, base_seed: int = 0, fmt: str
             return summary
         ledger.start_run()
         _Driver(ledger, todo, summary, dtype, progress, on_record, note).run(
-            lambda: _pool(ray, todo, workers, threads, device, dtype, lora, compile, offload, summary))
+            lambda: _pool(ray, todo, workers, threads, device, dtype, lora, compile, offload, backend, summary))
         summary.seconds = time.perf_counter() - started
         return summary
     finally:
@@ -121,11 +126,11 @@ def _check_resume(items: list[Item], ledger: Ledger, jobs, out) -> None:
                                   f"write {item.files[0]!r}: rerun with the same --format, or use another --out")
 
 
-def _pool(ray, todo, workers, threads, device, dtype, lora, compile, offload, summary):
+def _pool(ray, todo, workers, threads, device, dtype, lora, compile, offload, backend, summary):
     """Start the workers: local processes, or actors on a Ray cluster."""
     import torch
 
-    options = dict(dtype=dtype, lora=lora, compile=compile, offload=offload)
+    options = dict(dtype=dtype, lora=lora, compile=compile, offload=offload, backend=backend)
     if ray is None:
         from ..pipelines import resolve_device
         from .local import LocalPool

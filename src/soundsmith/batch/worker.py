@@ -24,6 +24,7 @@ class Setup:
     lora: str | None = None
     compile: bool = False
     offload: bool = False
+    backend: str = "torch"  # what runs the UNet on the cpu (openvino_unet.BACKENDS)
 
 
 def one_line(exc: BaseException) -> str:
@@ -89,7 +90,7 @@ class Worker:
         """The pipeline of `model` and whether it was loaded just now."""
         if self.pipe is not None and model == self.model:
             return self.pipe, False
-        from .. import load
+        from .. import load, openvino_unet
         from ..checkpoints import default_model
 
         self.pipe = None  # free the previous model before loading the next
@@ -98,6 +99,7 @@ class Worker:
                     offload=self.setup.offload, progress=False)
         if self.setup.lora is not None:
             pipe.load_lora(self.setup.lora)
+        openvino_unet.use_backend(pipe, self.setup.backend)  # after the LoRA: converted with its adapter merged
         self.pipe, self.model = pipe, model
         return self.pipe, True
 

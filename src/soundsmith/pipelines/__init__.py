@@ -2,7 +2,7 @@
 
 import torch
 
-from .. import checkpoints, quantize, runtime
+from .. import checkpoints, openvino_unet, quantize, runtime
 from ..errors import InvalidArgument
 from ..progress import stage
 from .audioldm import AudioLDM, MusicLDM
@@ -56,19 +56,21 @@ def is_int8(dtype) -> bool:
 
 
 def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: bool = False,
-         progress: bool = True) -> Pipeline:
+         progress: bool = True, backend: str = "torch") -> Pipeline:
     """A model name (`audioldm-s-full-v2`, `audioldm2`, `musicldm`, …), hub id or local diffusers folder → its
-    pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32; bfloat16 keeps the VAE decoder's
-    latent-resolution blocks in float32; "int8", CPU only, is float32 with the UNet's linear layers int8, see
-    soundsmith.quantize). compile=True applies
-    torch.compile to the UNet, VAE decoder and vocoder (the first call compiles: minutes on a CPU). offload=True
+    pipeline, on `device` (default: cuda, mps or cpu) in `dtype` (default float32; bfloat16 keeps the text stage and
+    the VAE decoder's latent-resolution blocks in float32, pipelines.base.network_dtype; "int8", CPU only, is float32 with
+    the UNet's linear layers int8, see soundsmith.quantize). compile=True applies torch.compile to the UNet, VAE
+    decoder and vocoder (the first call compiles: minutes on a CPU). offload=True
     keeps the networks in CPU memory and moves each to the GPU only for its stage (Pipeline.enable_model_cpu_offload).
-    progress: the "loading" line on stderr with its time (progress.py); False for none.
+    progress: the "loading" line on stderr with its time (progress.py); False for none. backend: what runs the UNet
+    on the CPU, "torch" (default), "openvino" or "fastest" (whichever measures faster here; soundsmith.openvino_unet).
     """
     int8, device, dtype = is_int8(dtype), resolve_device(device), resolve_dtype(dtype)
     if int8 and (device.type != "cpu" or not quantize.available()):
         raise InvalidArgument(f"dtype='int8' runs on the cpu with torch's quantized engine (device {device.type}, "
                               f"engines {torch.backends.quantized.supported_engines}): use float32 or bfloat16")
+    openvino_unet.check_backend(backend, device, compile, int8)
     if offload and device.type == "cpu":
         raise InvalidArgument("offload=True needs a cuda or mps device: on cpu the networks already live in CPU memory")
     folder = checkpoints.resolve(name_or_path)
@@ -80,6 +82,7 @@ def load(name_or_path, device=None, dtype=None, compile: bool = False, offload: 
             quantize.quantize_unet(pipe.unet)
         if compile:
             runtime.compile_pipeline(pipe)
+        openvino_unet.use_backend(pipe, backend)
         if offload:
             pipe.enable_model_cpu_offload()
         precision = ", int8" if int8 else "" if dtype == torch.float32 else f", {str(dtype).removeprefix('torch.')}"
@@ -94,8 +97,6 @@ def open_folder(cls: type[Pipeline], folder, index: dict, name: str, device: tor
     runtime.keep_freed_memory()
     pipe = cls.from_folder(folder, index, name=name, device=device, dtype=dtype)
     runtime.use_fast_layouts(pipe)
-    if dtype == torch.bfloat16:  # the VAE decoder's latent-resolution blocks in float32 (vae.keep_float32)
-        pipe.vae.keep_float32()
     if device.type == "cpu" and dtype == torch.float32:
         runtime.linear_path()  # measured now, not inside the first sound (nor inside torch.compile's tracing)
     return pipe

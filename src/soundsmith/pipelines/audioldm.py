@@ -44,7 +44,7 @@ class AudioLDM(Pipeline):
         if prompt_embeds is None:
             prompt_embeds = clap_text_embeds(self.text_encoder, self.tokenizer, prompts,
                                              self.tokenizer.model_max_length)
-        dtype = self.text_encoder.dtype
+        dtype = self.dtype  # the text encoder may compute in float32 (pipelines.base.network_dtype)
         batch = prompt_embeds.shape[0]
         prompt_embeds = repeat_per_prompt(prompt_embeds.to(self.device, dtype), n)
         if not do_cfg:

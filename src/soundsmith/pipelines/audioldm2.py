@@ -13,6 +13,7 @@ import torch
 from .. import checkpoints, engine
 from ..checks import check_negative, check_positive_int, check_prompt, subject
 from ..errors import InvalidArgument
+from ..models.vae import dtype_of
 from ..models.conditioning import (Projection, clap_text_embeds, gpt2_continue, projection_config, t5_states,
                                    vits_states)
 from ..request import PYTHON_LABELS, Request
@@ -86,9 +87,10 @@ class AudioLDM2(Pipeline):
         else:
             states, mask = t5_states(self.text_encoder_2, self.tokenizer_2, texts, True,
                                      self.tokenizer_2.model_max_length)
-        projected, projected_mask = self.projection_model(clap.to(self.dtype), clap_mask, states.to(self.dtype),
-                                                          mask)
-        generated = gpt2_continue(self.language_model, projected, projected_mask, max_new_tokens)
+        width = dtype_of(self.projection_model)  # float32 in a bfloat16 pipeline (pipelines.base.network_dtype)
+        projected, projected_mask = self.projection_model(clap.to(width), clap_mask, states.to(width), mask)
+        generated = gpt2_continue(self.language_model, projected.to(self.language_model.dtype), projected_mask,
+                                  max_new_tokens)
         return states, mask, generated
 
     @torch.no_grad()

@@ -74,7 +74,7 @@ def cmd_adherence(args) -> int:
         torch.set_num_threads(args.threads)
     paths = args.classifier if isinstance(args.classifier, list) else [args.classifier]
     classifiers = [load_classifier(p) for p in paths]
-    pipe = load(args.model, device="cpu")
+    pipe = load(args.model, device="cpu", dtype=args.dtype)
     prompts = None
     if args.split == "validation":
         from ..data.eval_prompts import VALIDATION_PROMPTS as prompts
@@ -85,7 +85,7 @@ def cmd_adherence(args) -> int:
         print(format_report(each))
         print(f"confusions: {each['confusions']}")
     print(loudness_summary(report["loudness"]))
-    print(f"{args.model}: {args.split} prompts, {report['seeds']} seed(s) per prompt, {report['sampler']} "
+    print(f"{args.model} ({args.dtype}): {args.split} prompts, {report['seeds']} seed(s) per prompt, {report['sampler']} "
           f"{report['steps']} steps, guidance {report['guidance']}, {report['seconds']} s")
     if args.json:
         from pathlib import Path

@@ -119,6 +119,8 @@ def add_commands(sub) -> None:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
     p.add_argument("--sampler", default=None, help="sampler (default: the model's scheduler)")
     p.add_argument("-d", "--duration", type=float, default=None, help="seconds (default: the model's)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "int8"),
+                   help="the pipeline's mode (int8: issue 18's quality bar, adherence within 3 points of float32)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_adherence)
