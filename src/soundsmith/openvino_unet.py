@@ -23,6 +23,7 @@ after the first sound (no LoRA loaded afterwards); int8 pipelines and compiled U
 import copy
 import hashlib
 import importlib.util
+import math
 import os
 import tempfile
 import time
@@ -37,6 +38,7 @@ from .errors import InvalidArgument
 
 BACKENDS = ("torch", "openvino", "fastest")
 MARGIN = 0.97  # "fastest" takes OpenVINO only when its UNet call takes at most 97 % of torch's
+MEASURE_S = 1.0  # seconds of UNet calls each side gets when "fastest" measures
 
 
 def available() -> bool:
@@ -130,16 +132,14 @@ class OpenVINOUNet(SignatureUNet):
 
     @staticmethod
     def _measure(eager, openvino, sample, t, tensors) -> str:
-        """Time one UNet call both ways on the call's own inputs (one warm-up each, then the best of two, taken in
-        turns) → "openvino" when it takes at most MARGIN of torch's time, else "torch"."""
-        best = {"torch": float("inf"), "openvino": float("inf")}
+        """Time the UNet call both ways on the call's own inputs, in turns: one warm-up each, then enough turns for
+        about MEASURE_S seconds of each (2 to 20; a tiny UNet's call is too short for two to decide), best of each →
+        "openvino" when it takes at most MARGIN of torch's time, else "torch"."""
+        calls = (("torch", eager), ("openvino", openvino))
         with torch.no_grad():
-            for turn in range(3):
-                for name, call in (("torch", eager), ("openvino", openvino)):
-                    started = time.perf_counter()
-                    call(sample, t, *tensors)
-                    if turn:
-                        best[name] = min(best[name], time.perf_counter() - started)
+            first = {name: _timed(call, sample, t, tensors) for name, call in calls}
+            turns = min(20, max(2, math.ceil(MEASURE_S / max(first.values(), default=MEASURE_S))))
+            best = {name: min(_timed(call, sample, t, tensors) for _ in range(turns)) for name, call in calls}
         return "openvino" if best["openvino"] <= MARGIN * best["torch"] else "torch"
 
 
@@ -171,6 +171,12 @@ def weights_fingerprint(module: nn.Module) -> str:
                 if x.is_floating_point() else (int(x.sum()),)
             digest.update(repr((name, tuple(x.shape), str(x.dtype), sums)).encode())
     return digest.hexdigest()
+
+
+def _timed(call, sample, t, tensors) -> float:
+    started = time.perf_counter()
+    call(sample, t, *tensors)
+    return time.perf_counter() - started
 
 
 def _float32(x: torch.Tensor) -> torch.Tensor:
