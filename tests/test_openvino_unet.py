@@ -107,3 +107,19 @@ def test_backend_errors_name_the_value_and_what_is_allowed(tiny_audioldm, monkey
     with pytest.raises(InvalidArgument, match="runs the UNet on the cpu"):
         openvino_unet.check_backend("openvino", torch.device("cuda"))
 
+
+
+@needs_openvino
+def test_prompts_of_other_lengths_share_one_converted_model(tiny_audioldm2, cache):
+    """AudioLDM 2's Flan-T5 states vary in length with the prompt: padded with masked zeros to a bucket, they share
+    one model, and the audio is still torch's."""
+    prompts = ("a dog", "a dog barking loudly in the rain next to a busy road")
+    pipe = soundsmith.load(tiny_audioldm2, device="cpu", backend="openvino", progress=False)
+    eager = soundsmith.load(tiny_audioldm2, device="cpu", progress=False)
+    lengths = {eager.conditioning([p], None, 1, True, embeds={}, labels={})[0]["encoder_hidden_states_1"].shape[1]
+               for p in prompts}
+    assert len(lengths) == 2
+    for prompt in prompts:
+        got, expected = pipe(prompt, **KWARGS).audios, eager(prompt, **KWARGS).audios
+        assert rel_err(got, expected) < 1e-4
+    assert len(list((cache / "openvino").glob("unet-*.xml"))) == 1
