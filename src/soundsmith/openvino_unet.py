@@ -15,8 +15,9 @@ paths are off inside tracing, so the graph holds plain convolutions, products an
 `openvino.convert_model`, keeps the converted model on disk (<cache>/openvino/unet-<hash>.xml and .bin, float32
 weights: OpenVINO's default fp16 compression would put a 1e-3 error on the output) and compiles it for the CPU in the
 pipeline's precision (INFERENCE_PRECISION_HINT f32, or bf16 for a bfloat16 pipeline), with OpenVINO's own cache of
-compiled models beside it. The first sound at a new length converts (~45 s for AudioLDM 2 on 2 cores); a later
-process reads the file (~10 s). The output equals torch's to ~4e-6 relative in float32. The weights must not change
+compiled models beside it. The first sound at a new length converts (~45 s for AudioLDM 2 on 2 cores; AudioLDM 2's
+text states are padded to 32-token buckets, aot.pad_masked_states, so a new prompt length rarely adds one); a later
+process reads the file. The output equals torch's to ~4e-6 relative in float32. The weights must not change
 after the first sound (no LoRA loaded afterwards); int8 pipelines and compiled UNets are not supported.
 """
 
