@@ -139,8 +139,11 @@ class OpenVINOUNet(SignatureUNet):
         calls = (("torch", eager), ("openvino", openvino))
         with torch.no_grad():
             first = {name: _timed(call, sample, t, tensors) for name, call in calls}
-            turns = min(20, max(2, math.ceil(MEASURE_S / max(first.values(), default=MEASURE_S))))
-            best = {name: min(_timed(call, sample, t, tensors) for _ in range(turns)) for name, call in calls}
+            turns = min(20, max(2, math.ceil(MEASURE_S / max(first.values()))))
+            best = dict.fromkeys(first, float("inf"))
+            for _ in range(turns):
+                for name, call in calls:
+                    best[name] = min(best[name], _timed(call, sample, t, tensors))
         return "openvino" if best["openvino"] <= MARGIN * best["torch"] else "torch"
 
 
