@@ -1,12 +1,14 @@
 """Warm throughput: clips per minute that one long-lived process makes, diffusers against soundsmith.
 
     .venv/bin/python bench/throughput.py [--model audioldm-s-full-v2] [--clips 20] [--probe 4] [--steps 10]
-                                         [--seconds 10.24] [--dtype float32]
+                                         [--seconds 10.24] [--dtype float32] [--no-compiled]
 
 What a service or a batch worker sees: the process is loaded and warmed (its first call, and for a compiled
 configuration its compilation, are reported but not counted), then it makes clip after clip, each with its own
 prompt and seed. Every configuration an implementation offers for that (one clip per call or several prompts
-batched in one call; for soundsmith also torch.compile with inductor's freezing, which a warm process may afford)
+batched in one call; for soundsmith also torch.compile with inductor's freezing, which a warm process may afford
+(--no-compiled leaves it out: compiling AudioLDM 2 takes many minutes on 2 cores), and, where OpenVINO is installed,
+its UNet through OpenVINO, backend="openvino")
 runs --probe clips in a fresh process; the fastest of each implementation then makes --clips clips in another
 fresh process, and the ratio of those two is the result: soundsmith's best against diffusers' best. The first
 clip of the one-clip configurations is compared between the implementations (same prompt, same generator seed).
@@ -15,6 +17,7 @@ The section is prepended to bench/RESULTS.md.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -32,8 +35,10 @@ PROMPTS = ("a dog barking in the rain", "a piano melody in a large hall", "foots
            "a crowd cheering in a stadium", "birds singing at dawn", "a drum loop with a heavy kick")
 GUIDANCE = 2.5
 NAMES = {"ref": "diffusers", "ours": "soundsmith"}
-# (implementation, clips per call, compiled): what each implementation offers a warm process on the CPU
-CONFIGS = (("ref", 1, False), ("ours", 1, False), ("ref", 4, False), ("ours", 4, False), ("ours", 1, True))
+# (implementation, clips per call, mode): what each implementation offers a warm process on the CPU
+CONFIGS = (("ref", 1, ""), ("ours", 1, ""), ("ref", 4, ""), ("ours", 4, ""), ("ours", 1, "compiled"),
+           ("ours", 1, "openvino"), ("ours", 4, "openvino"))
+MODES = {"": "", "compiled": ", compiled", "openvino": ", OpenVINO UNet"}
 
 
 def model_folder(model: str) -> Path:
@@ -52,8 +57,12 @@ def child(args) -> dict:
     torch.set_grad_enabled(False)
     folder = model_folder(args.model)
     started = time.perf_counter()
-    impl = (reference if args.kind == "ref" else ours)(folder, getattr(torch, args.dtype), args.seconds,
-                                                       compile=args.compile)
+    dtype = getattr(torch, args.dtype)
+    if args.kind == "ref":
+        impl = reference(folder, dtype, args.seconds, compile=args.mode == "compiled")
+    else:
+        impl = ours(folder, dtype, args.seconds, compile=args.mode == "compiled",
+                    backend="openvino" if args.mode == "openvino" else "torch")
     load = time.perf_counter() - started
 
     def call(first: int, count: int):
@@ -78,19 +87,19 @@ def child(args) -> dict:
             "load_avg": os.getloadavg()[0]}
 
 
-def run(args, kind: str, batch: int, compile: bool, clips: int, save: Path | None = None) -> dict:
+def run(args, kind: str, batch: int, mode: str, clips: int, save: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(BENCH.parent / "src")}
     command = [sys.executable, __file__, "--child", kind, "--batch", str(batch), "--clips", str(clips),
                "--model", args.model, "--steps", str(args.steps), "--seconds", str(args.seconds),
-               "--dtype", args.dtype] + (["--compile"] if compile else []) + (["--save", str(save)] if save else [])
-    label = f"{NAMES[kind]}, {batch} clip{'s' if batch > 1 else ''} per call{', compiled' if compile else ''}"
+               "--dtype", args.dtype, "--mode", mode] + (["--save", str(save)] if save else [])
+    label = f"{NAMES[kind]}, {batch} clip{'s' if batch > 1 else ''} per call{MODES[mode]}"
     print(f"{label}: {clips} clips …", flush=True)
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{label} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"  {result['per_min']:.2f} clips/min (warm-up {result['warm_s']:.1f} s)", flush=True)
-    return {"label": label, "kind": kind, "batch": batch, "compile": compile, **result}
+    return {"label": label, "kind": kind, "batch": batch, "mode": mode, **result}
 
 
 def row(r: dict) -> str:
@@ -108,9 +117,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=10.24)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--no-compiled", action="store_true", help="leave out soundsmith's compiled configuration")
     parser.add_argument("--child", choices=tuple(NAMES), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="", choices=tuple(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if str(BENCH) not in sys.path:
@@ -126,12 +136,15 @@ def main(argv=None) -> None:
     started, load = time.strftime("%Y-%m-%d %H:%M"), " ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="soundsmith-throughput-") as tmp:
         saved = {kind: Path(tmp) / f"{kind}.npy" for kind in NAMES}
-        probes = [run(args, kind, batch, compile, -(-args.probe // batch) * batch,  # whole calls
-                      saved[kind] if batch == 1 and not compile else None)
-                  for kind, batch, compile in CONFIGS]
+        configs = [(kind, batch, mode) for kind, batch, mode in CONFIGS
+                   if not (mode == "compiled" and args.no_compiled)
+                   and not (mode == "openvino" and importlib.util.find_spec("openvino") is None)]
+        probes = [run(args, kind, batch, mode, -(-args.probe // batch) * batch,  # whole calls
+                      saved[kind] if batch == 1 and not mode else None)
+                  for kind, batch, mode in configs]
         error = rel_err(np.load(saved["ours"]), np.load(saved["ref"]))
         best = {kind: max((p for p in probes if p["kind"] == kind), key=lambda p: p["per_min"]) for kind in NAMES}
-        finals = [run(args, kind, best[kind]["batch"], best[kind]["compile"], args.clips) for kind in NAMES]
+        finals = [run(args, kind, best[kind]["batch"], best[kind]["mode"], args.clips) for kind in NAMES]
     ratio = finals[1]["per_min"] / finals[0]["per_min"]
     header = ("| configuration | clips | seconds | clips/min | load s | warm-up s (first call; compiling) | "
               "load average |\n|---|---|---|---|---|---|---|")

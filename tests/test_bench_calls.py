@@ -39,18 +39,22 @@ def test_every_timed_call_runs_in_both_implementations(request, fixture, tmp_pat
 
 
 @pytest.mark.parametrize("fixture", ["tiny_audioldm", "tiny_audioldm2"])
-@pytest.mark.parametrize("kind, batch", [("ref", 1), ("ours", 1), ("ours", 3)])
-def test_throughput_makes_the_clips_it_counts(request, fixture, kind, batch, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind, batch, mode", [("ref", 1, ""), ("ours", 1, ""), ("ours", 3, ""),
+                                              ("ours", 1, "openvino")])
+def test_throughput_makes_the_clips_it_counts(request, fixture, kind, batch, mode, tmp_path, monkeypatch):
     """bench/throughput.py's process: warm-up call, then exactly --clips clips in calls of --batch prompts."""
     pytest.importorskip("diffusers")
     import numpy as np
 
+    if mode == "openvino":
+        pytest.importorskip("openvino")
+        monkeypatch.setenv("SOUNDSMITH_CACHE", str(tmp_path))
     monkeypatch.syspath_prepend(str(BENCH))  # the process imports bench/ modules as it goes
     import throughput
     folder = request.getfixturevalue(fixture)
     saved = tmp_path / "first.npy"
     args = throughput.argparse.Namespace(model=str(folder), kind=kind, batch=batch, clips=4, steps=2, seconds=0.2,
-                                         dtype="float32", compile=False, save=saved)
+                                         dtype="float32", mode=mode, save=saved)
     with torch.no_grad():  # the process switches gradients off for good; the context gives them back to later tests
         result = throughput.child(args)
     assert torch.is_grad_enabled()

@@ -107,3 +107,55 @@ def test_backend_errors_name_the_value_and_what_is_allowed(tiny_audioldm, monkey
     with pytest.raises(InvalidArgument, match="runs the UNet on the cpu"):
         openvino_unet.check_backend("openvino", torch.device("cuda"))
 
+
+
+@needs_openvino
+def test_prompts_of_other_lengths_share_one_converted_model(tiny_audioldm2, cache):
+    """AudioLDM 2's Flan-T5 states vary in length with the prompt: padded with masked zeros to a bucket, they share
+    one model, and the audio is still torch's."""
+    prompts = ("a dog", "a dog barking loudly in the rain next to a busy road")
+    pipe = soundsmith.load(tiny_audioldm2, device="cpu", backend="openvino", progress=False)
+    eager = soundsmith.load(tiny_audioldm2, device="cpu", progress=False)
+    lengths = {eager.conditioning([p], None, 1, True, embeds={}, labels={})[0]["encoder_hidden_states_1"].shape[1]
+               for p in prompts}
+    assert len(lengths) == 2
+    for prompt in prompts:
+        got, expected = pipe(prompt, **KWARGS).audios, eager(prompt, **KWARGS).audios
+        assert rel_err(got, expected) < 1e-4
+    assert len(list((cache / "openvino").glob("unet-*.xml"))) == 1
+
+
+def test_cli_backend_errors_are_one_line_with_exit_status_2(tiny_audioldm, tmp_path, monkeypatch, capsys):
+    from soundsmith.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["generate", "a dog", "-m", str(tiny_audioldm), "--backend", "onnx", "-o", str(tmp_path / "x.wav")])
+    assert stopped.value.code == 2 and "--backend: invalid choice: 'onnx'" in capsys.readouterr().err
+    monkeypatch.setattr(openvino_unet, "available", lambda: False)
+    code = main(["generate", "a dog", "-m", str(tiny_audioldm), "--backend", "openvino", "-o", str(tmp_path / "x.wav")])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs OpenVINO: pip install 'soundsmith[openvino]'" in err and "Traceback" not in err
+    assert not (tmp_path / "x.wav").exists()
+
+
+@needs_openvino
+def test_an_interrupted_conversion_leaves_no_model_behind(tiny_audioldm, cache, monkeypatch):
+    """A conversion killed before its end leaves no .xml (the file a later process looks for) and no temporaries;
+    the next sound converts again and runs."""
+    import openvino
+
+    pipe = soundsmith.load(tiny_audioldm, device="cpu", backend="openvino", progress=False)
+    real_save = openvino.save_model
+
+    def interrupted(model, path, **kwargs):
+        real_save(model, path, **kwargs)
+        raise KeyboardInterrupt  # after the files are written under their temporary names
+
+    monkeypatch.setattr(openvino, "save_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipe("a dog", **KWARGS)
+    assert list((cache / "openvino").iterdir()) == []
+    monkeypatch.setattr(openvino, "save_model", real_save)
+    again = soundsmith.load(tiny_audioldm, device="cpu", backend="openvino", progress=False)
+    assert np.isfinite(again("a dog", **KWARGS).audios).all()
+    assert len(list((cache / "openvino").glob("unet-*.xml"))) == 1

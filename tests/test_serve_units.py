@@ -101,6 +101,26 @@ def test_a_public_bind_needs_a_token():
         Settings(token="short")
     with pytest.raises(InvalidArgument, match="--workers"):
         Settings(workers=0)
+    with pytest.raises(InvalidArgument, match=r"--backend 'onnx' is not allowed \(allowed: torch, openvino, fastest\)"):
+        Settings(backend="onnx")
+
+
+def test_warm_pipelines_load_with_the_services_unet_backend(tiny_audioldm, monkeypatch):
+    import soundsmith
+    from soundsmith.serve.catalog import describe
+    from soundsmith.serve.workers import Pipelines
+
+    seen, real_load = [], soundsmith.load
+
+    def fake_load(folder, **options):
+        seen.append(options["backend"])
+        return real_load(folder, device="cpu", progress=False)
+
+    monkeypatch.setattr(soundsmith, "load", fake_load)
+    pipelines = Pipelines({"a": describe("a", tiny_audioldm)}, "cpu", "float32", None, backend="fastest")
+    with pipelines.use("a"):
+        pass
+    assert seen == ["fastest"]
 
 
 def test_the_studio_page_is_served_at_the_root(tiny_audioldm, tmp_path):

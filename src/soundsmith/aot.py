@@ -57,6 +57,7 @@ class SignatureUNet(nn.Module):
 
     def forward(self, sample: torch.Tensor, timestep, **inputs) -> torch.Tensor:
         t = torch.as_tensor(timestep, device=sample.device)
+        inputs = pad_masked_states(inputs)
         names = sorted(k for k, v in inputs.items() if v is not None)
         tensors = [inputs[k] for k in names]
         signature = (_spec(sample), _spec(t), tuple((k, _spec(v)) for k, v in zip(names, tensors)))
@@ -74,6 +75,27 @@ class SignatureUNet(nn.Module):
         code = b"".join((Path(__file__).parent / "models" / f).read_bytes() for f in MODEL_CODE)
         digest = hashlib.sha256(repr((signature, key, torch.__version__)).encode() + code).hexdigest()[:24]
         return self.cache_dir / f"unet-{digest}{suffix}"
+
+
+MASKED_STATES = (("encoder_hidden_states", "encoder_attention_mask"),
+                 ("encoder_hidden_states_1", "encoder_attention_mask_1"))
+STATES_BUCKET = 32  # masked text states are padded to a multiple of this many tokens
+
+
+def pad_masked_states(inputs: dict) -> dict:
+    """Text states that come with a keep-mask (AudioLDM 2's Flan-T5 states), padded with masked zeros to a multiple of
+    STATES_BUCKET tokens, so prompts of different lengths share one compiled or converted UNet instead of one each. The
+    UNet's attention gives a masked key a bias of −10000, whose softmax weight is exactly 0 in float32: the output does
+    not change."""
+    inputs = dict(inputs)
+    for states_name, mask_name in MASKED_STATES:
+        states, mask = inputs.get(states_name), inputs.get(mask_name)
+        if states is None or mask is None or states.shape[1] % STATES_BUCKET == 0:
+            continue
+        extra = STATES_BUCKET - states.shape[1] % STATES_BUCKET
+        inputs[states_name] = torch.nn.functional.pad(states, (0, 0, 0, extra))
+        inputs[mask_name] = torch.nn.functional.pad(mask, (0, extra))
+    return inputs
 
 
 class CompiledUNet(SignatureUNet):

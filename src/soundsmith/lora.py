@@ -87,7 +87,9 @@ def load_adapter(unet: torch.nn.Module, folder: Path, scale: float = 1.0) -> Non
 def scaled(unet: torch.nn.Module, scale: float | None):
     """Multiply every LoRA branch of `unet` by `scale` inside the block (no-op without adapters or scale None/1)."""
     layers = lora_layers(unet) if scale is not None and scale != 1 and hasattr(unet, "lora_config") else []
-    if layers and hasattr(unet, "_runners"):  # aot.SignatureUNet: a compiled or converted graph, weights fixed
+    from .aot import SignatureUNet
+
+    if layers and isinstance(unet, SignatureUNet):  # a compiled or converted graph: its weights are fixed
         from .errors import InvalidArgument
 
         raise InvalidArgument(f"a LoRA scale of {scale} needs the eager UNet: this pipeline runs a compiled or "

@@ -62,10 +62,8 @@ def run(jobs, out, *, defaults: dict | None = None, base_seed: int = 0, fmt: str
     "auto" joins this machine's, an address connects (a process already connected uses its cluster).
     `on_record(record)` is called after each line lands. Raises plan.BadLines (nothing run) for bad lines."""
     note = note or (lambda message: print(message, file=sys.stderr, flush=True))
-    from ..pipelines import resolve_device, resolve_dtype
-
     from .. import openvino_unet
-    from ..pipelines import is_int8
+    from ..pipelines import is_int8, resolve_device, resolve_dtype
 
     resolve_dtype(dtype)
     openvino_unet.check_backend(backend, resolve_device(device), compile, is_int8(dtype))

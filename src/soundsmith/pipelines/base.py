@@ -24,8 +24,8 @@ def network_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
     pipeline keeps its text stage (every network but the UNet, VAE and vocoder) in float32 and casts the conditioning
     to bfloat16 once, for the UNet; the VAE is loaded in float32 and cast by AutoencoderKL.cast, which keeps the
     decoder's latent-resolution blocks in float32. AudioLDM 2, 10 steps, mel error against float32
-    (bench/dtype_error.py): 3.15e-2 with its text stage in bfloat16, 2.86e-2 in float32 (bar 3e-2); the text stage
-    then takes ~1.0 s instead of ~0.6 s of a ~28 s sound on a 2-core CPU, and its networks' memory twice over."""
+    (bench/dtype_error.py): 3.15e-2 with its text stage in bfloat16, 2.62e-2 in float32 (bar 3e-2); the text stage
+    then takes ~1.0 s instead of ~0.5 s of a ~19 s sound on a 2-core CPU, and its networks' memory twice over."""
     if dtype == torch.bfloat16 and name not in ("unet", "vocoder"):
         return torch.float32
     return dtype
@@ -235,9 +235,10 @@ class Pipeline:
     def load_lora(self, path, scale: float = 1.0) -> "Pipeline":
         """Apply the LoRA adapter in folder `path` (soundsmith finetune --lora) to the UNet at `scale`;
         cross_attention_kwargs={"scale": s} multiplies it for one call."""
+        from ..aot import SignatureUNet
         from ..lora import load_adapter
 
-        if hasattr(self.unet, "_runners"):  # aot.SignatureUNet: compiled or converted with the weights it had
+        if isinstance(self.unet, SignatureUNet):  # compiled or converted with the weights it had
             raise InvalidArgument("load_lora needs the eager UNet: load the adapter first, then compile or choose "
                                   "the OpenVINO backend (openvino_unet.use_backend)")
         load_adapter(self.unet, Path(path).expanduser(), scale)

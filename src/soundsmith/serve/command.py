@@ -40,6 +40,9 @@ def add_commands(sub) -> None:
                    help="weights of warm pipelines before the least recently used is unloaded (default: no limit)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "int8"])
+    p.add_argument("--backend", default="torch", choices=["torch", "openvino", "fastest"],
+                   help="what runs the UNet on the cpu: torch (default), openvino, or fastest (measured once per "
+                        "machine and length; a worker's first sound at a new length converts)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -51,7 +54,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     token=args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None,
                     workers=args.workers, queue_size=args.queue_size, max_duration=args.max_duration,
                     max_steps=args.max_steps, max_candidates=args.max_candidates, max_upload_mb=args.max_upload_mb,
-                    memory_budget_gb=args.memory_budget_gb, device=args.device, dtype=args.dtype)
+                    memory_budget_gb=args.memory_budget_gb, device=args.device, dtype=args.dtype,
+                    backend=args.backend)
 
 
 def cmd_serve(args) -> int:
@@ -63,9 +67,10 @@ def cmd_serve(args) -> int:
     except ImportError as exc:
         raise SoundsmithError(f"soundsmith serve needs FastAPI and uvicorn ({exc.name} is missing): "
                               f"pip install 'soundsmith[serve]'") from None
-    from ..pipelines import resolve_device
+    from .. import openvino_unet
+    from ..pipelines import is_int8, resolve_device
 
-    resolve_device(settings.device)
+    openvino_unet.check_backend(settings.backend, resolve_device(settings.device), False, is_int8(settings.dtype))
     app = create_app(settings)
     service = app.state.service
     print(f"soundsmith serve: http://{_url_host(settings.host)}:{settings.port} (API docs at /docs), models "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 
+BACKENDS = ("torch", "openvino", "fastest")  # openvino_unet.BACKENDS, without importing torch here
+
 TOKEN_ENV = "SOUNDSMITH_TOKEN"
 
 
@@ -24,7 +26,8 @@ class Settings:
     the job database, uploads and outputs; token: the bearer token every /v1 route and /metrics then require;
     workers: jobs run at once (one per worker); queue_size: queued jobs before 429; max_*: per-request caps
     (seconds, sampler steps, waveforms per job, upload megabytes); memory_budget_gb: warm pipelines' weights
-    before the least recently used is unloaded (None: no limit); device/dtype: where and how pipelines run."""
+    before the least recently used is unloaded (None: no limit); device/dtype: where and how pipelines run; backend:
+    what runs their UNet on the CPU (torch, openvino, or fastest: measured per machine and length; openvino_unet)."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -40,8 +43,11 @@ class Settings:
     memory_budget_gb: float | None = None
     device: str = "auto"
     dtype: str = "float32"
+    backend: str = "torch"
 
     def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise InvalidArgument(f"--backend {self.backend!r} is not allowed (allowed: {', '.join(BACKENDS)})")
         for name in ("workers", "queue_size", "max_steps", "max_candidates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -44,8 +44,10 @@ class Pipelines:
     """Loaded pipelines by served name, least recently used first, under `budget_bytes` of weights (None: no
     limit). `use(name)` holds the pipeline for one job."""
 
-    def __init__(self, models: dict[str, Model], device: str, dtype: str, budget_bytes: int | None):
+    def __init__(self, models: dict[str, Model], device: str, dtype: str, budget_bytes: int | None,
+                 backend: str = "torch"):
         self.models, self.device, self.dtype, self.budget = models, device, dtype, budget_bytes
+        self.backend = backend  # what runs the UNet (openvino_unet.BACKENDS)
         self.loaded: OrderedDict[str, object] = OrderedDict()
         self.sizes: dict[str, int] = {}
         self.busy: set[str] = set()
@@ -76,7 +78,8 @@ class Pipelines:
         from .. import load
 
         log.info("loading %s from %s", name, self.models[name].folder)
-        pipe = load(str(self.models[name].folder), device=self.device, dtype=self.dtype, progress=False)
+        pipe = load(str(self.models[name].folder), device=self.device, dtype=self.dtype, progress=False,
+                    backend=self.backend)
         pipe.name = name
         with self._lock:
             self.loaded[name] = pipe
@@ -123,7 +126,7 @@ class Workers:
         self.data = settings.data_folder
         budget = settings.memory_budget_gb
         self.pipelines = Pipelines(models, settings.device, settings.dtype,
-                                   None if budget is None else int(budget * 1e9))
+                                   None if budget is None else int(budget * 1e9), settings.backend)
         self.progress: dict[str, float] = {}  # running jobs → 0..1
         self.cancelled: set[str] = set()
         self._wake = threading.Event()
