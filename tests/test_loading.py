@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import soundsmith
+import torch
 from soundsmith.checkpoints import MODELS, files_to_fetch
 
 HUB_LISTING = [  # shaped like cvssp/audioldm2's file list
@@ -113,6 +114,42 @@ def test_model_offload_runs_each_network_in_its_stage_and_changes_nothing(reques
     np.testing.assert_array_equal(out.audios, reference.audios)
     with pytest.raises(soundsmith.InvalidArgument, match="offload=True needs a cuda or mps device"):
         soundsmith.load(folder, device="cpu", offload=True)
+
+
+def test_a_model_can_ask_for_zero_mean_starting_noise(tiny_audioldm, tmp_path):
+    import shutil
+
+    from soundsmith import samplers
+
+    folder = tmp_path / "zero-mean"
+    shutil.copytree(tiny_audioldm, folder)
+    plain = soundsmith.load(tiny_audioldm, device="cpu")
+    (folder / "soundsmith.json").write_text('{"initial_noise": "zero-mean"}')
+    pipe = soundsmith.load(folder, device="cpu")
+    assert (plain.initial_noise, pipe.initial_noise) == ("gaussian", "zero-mean")
+    drawn = plain.initial_latents(2, 8, torch.Generator().manual_seed(0), None)
+    noise = pipe.initial_latents(2, 8, torch.Generator().manual_seed(0), None)
+    assert noise.mean(dim=(2, 3)).abs().max() < 1e-6 < drawn.mean(dim=(2, 3)).abs().max()
+    assert torch.allclose(noise, samplers.zero_mean_noise(drawn, pipe.unet_sample_size))
+    given = torch.randn(1, *noise.shape[1:])
+    assert torch.equal(pipe.initial_latents(1, 8, None, given), given)  # latents a caller passes are kept
+    audio = pipe("a dog", audio_length_in_s=0.1, seed=0, num_inference_steps=1).audios[0]
+    assert np.isfinite(audio).all() and not np.array_equal(audio, plain("a dog", audio_length_in_s=0.1, seed=0,
+                                                                        num_inference_steps=1).audios[0])
+    (folder / "soundsmith.json").write_text('{"initial_noise": "pink"}')
+    with pytest.raises(soundsmith.CheckpointError, match="initial_noise 'pink' is not one of gaussian, zero-mean"):
+        soundsmith.load(folder, device="cpu")
+
+
+def test_zero_mean_noise_is_centred_per_window():
+    from soundsmith import samplers
+
+    noise = torch.randn(2, 4, 130, 16, generator=torch.Generator().manual_seed(1)) + 0.3
+    out = samplers.zero_mean_noise(noise, 64)  # two windows of 65 rows
+    for part in (out[:, :, :65], out[:, :, 65:]):
+        assert part.mean(dim=(2, 3)).abs().max() < 1e-5
+        assert float(part.var(dim=(2, 3)).mean()) == pytest.approx(float(noise.var(dim=(2, 3)).mean()), rel=0.05)
+    assert samplers.zero_mean_noise(noise[:, :, :10], 64).mean(dim=(2, 3)).abs().max() < 1e-5  # shorter: one window
 
 
 def test_a_models_own_defaults_come_from_soundsmith_json(tiny_audioldm, tmp_path):

@@ -52,6 +52,24 @@ def randn(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=rand_device, dtype=dtype).to(device or torch.device("cpu"))
 
 
+def zero_mean_noise(noise: torch.Tensor, window_rows: int) -> torch.Tensor:
+    """Starting noise (B, C, rows, W) with each channel's mean removed over every window of about `window_rows`
+    rows (the UNet's training window; a shorter latent is one window) and scaled back to unit variance.
+
+    Why: with a schedule whose last level keeps a little signal (AudioLDM's ᾱ_T ≈ 0.005), a model trained on plain
+    Gaussian noise reads the starting noise's channel means (±1/sqrt(rows·W), ±0.04 for the demo) as the clip's own
+    and keeps them; in the demo's latent space they set the level, so seeds of one prompt came out up to 20 LU
+    apart. Removing them leaves the level to the prompt (issue 21; scripts/seed_level.py)."""
+    rows, width = noise.shape[2], noise.shape[3]
+    windows = max(1, round(rows / max(1, window_rows)))
+    parts = []
+    for part in torch.tensor_split(noise, windows, dim=2):
+        k = part.shape[2] * width
+        centred = part - part.mean(dim=(2, 3), keepdim=True)
+        parts.append(centred * (k / (k - 1)) ** 0.5 if k > 1 else centred)
+    return torch.cat(parts, dim=2)
+
+
 def _noise(x, generator):
     return randn(x.shape, generator, x.device, x.dtype)
 

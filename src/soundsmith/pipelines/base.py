@@ -31,19 +31,37 @@ def network_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-def model_defaults(folder: Path, steps: int, guidance: float) -> tuple[int, float]:
-    """(steps, guidance) a model is called with by default: the family's, unless the folder has a soundsmith.json
-    with {"num_inference_steps": N, "guidance_scale": G} (written by `soundsmith train demo` for models trained
-    with settings of their own; diffusers ignores the file). Every family and every door uses them (engine.resolve)."""
+INITIAL_NOISE = ("gaussian", "zero-mean")
+
+
+def model_settings(folder: Path) -> dict:
+    """A model folder's own settings, checked: its soundsmith.json (written by `soundsmith train demo` for models
+    trained with settings of their own; diffusers ignores the file), {} without one. Keys, all optional:
+    "num_inference_steps" (integer ≥ 1) and "guidance_scale" (number ≥ 0), the call defaults; "initial_noise", one
+    of INITIAL_NOISE: how the sampler's starting noise is drawn when the caller passes no latents ("zero-mean":
+    samplers.zero_mean_noise)."""
     path = Path(folder) / "soundsmith.json"
     if not path.exists():
-        return steps, guidance
+        return {}
     own = checkpoints.read_json(path)
-    steps, guidance = own.get("num_inference_steps", steps), own.get("guidance_scale", guidance)
+    if not isinstance(own, dict):
+        raise CheckpointError(f"{path}: must be a JSON object (got {configs.show(own)})")
+    steps, guidance = own.get("num_inference_steps", 1), own.get("guidance_scale", 0)
     if not (configs.is_whole(steps) and steps >= 1 and configs.is_number(guidance) and guidance >= 0):
         raise CheckpointError(f"{path}: num_inference_steps must be an integer ≥ 1 and guidance_scale a number ≥ 0 "
                               f"(got {configs.show(steps)}, {configs.show(guidance)})")
-    return int(steps), float(guidance)
+    noise = own.get("initial_noise", INITIAL_NOISE[0])
+    if noise not in INITIAL_NOISE:
+        raise CheckpointError(f"{path}: initial_noise {configs.show(noise)} is not one of "
+                              f"{', '.join(INITIAL_NOISE)}")
+    return own
+
+
+def model_defaults(folder: Path, steps: int, guidance: float) -> tuple[int, float]:
+    """(steps, guidance) a model is called with by default: the family's, unless the folder's soundsmith.json
+    (model_settings) has its own. Every family and every door uses them (engine.resolve)."""
+    own = model_settings(folder)
+    return int(own.get("num_inference_steps", steps)), float(own.get("guidance_scale", guidance))
 
 
 class _FamilyInt(int):
@@ -91,6 +109,7 @@ class Pipeline:
         self.default_sampler: str | None = None
         self.default_sampler_options: dict = {}
         self.show_progress = True  # stage lines when a call does not say (progress=None; set_progress_bar_config)
+        self.initial_noise = INITIAL_NOISE[0]  # how starting noise is drawn (model_settings: the folder's own)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
@@ -122,6 +141,7 @@ class Pipeline:
                    name=name, folder=folder, device=device,
                    dtype=dtype, **conditioning)
         pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance)
+        pipe.initial_noise = model_settings(folder).get("initial_noise", INITIAL_NOISE[0])
         return pipe
 
     @classmethod
@@ -177,10 +197,15 @@ class Pipeline:
 
     def initial_latents(self, batch: int, rows: int, generator, latents: torch.Tensor | None) -> torch.Tensor:
         """The sampler's starting noise (B, C, rows, W), float32 in every pipeline dtype (see engine.guided): the
-        same draws as a float32 run, so precisions differ only by the network's rounding."""
+        same draws as a float32 run, so precisions differ only by the network's rounding. A model whose folder asks
+        for "zero-mean" noise (model_settings) gets the draws with their channel means removed per training window;
+        latents the caller passes are used as given."""
         if latents is not None:
             return latents.to(self.device, torch.float32)
-        return samplers.randn(self.latent_shape(batch, rows), generator, self.device, torch.float32)
+        noise = samplers.randn(self.latent_shape(batch, rows), generator, self.device, torch.float32)
+        if self.initial_noise == "zero-mean":
+            noise = samplers.zero_mean_noise(noise, self.unet_sample_size or rows)
+        return noise
 
     def denoise(self, model: Callable, latents: torch.Tensor, plan: samplers.Plan, *, long: bool, generator, eta,
                 callback, callback_steps: int, progress: bool, denoised_hook: Callable | None = None) -> torch.Tensor:
