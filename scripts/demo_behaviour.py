@@ -11,7 +11,10 @@
 3. edits, on real clips of --data (a `soundsmith data synth` manifest the model did not train on, e.g. synth-s1):
    `extend` of a 3 s clip of each category by 3 s with that category's first prompt — the classifier's top-1 on the
    new 3 s; `inpaint` of 1.0–2.5 s of a clip of another category with each category's first prompt — top-1 on the
-   span. Counts as right when top-1 is the prompt's category.
+   span. Counts as right when top-1 is the prompt's category;
+4. the codec's ceiling (--only codec): --codec real clips of each category from --data, classified as they are,
+   after the vocoder alone (their log-mel → vocoder) and after the VAE and the vocoder (`soundsmith reconstruct`):
+   what the model's codec leaves of a category before the UNet is asked for anything.
 Every clip uses the model's default sampler, steps and guidance, seed = its index.
 """
 
@@ -117,6 +120,35 @@ def edit_table(pipe, classifier, prompts, data):
           f"{right_inpaint} / {len(firsts)}")
 
 
+def codec_table(pipe, classifier, data, per_category):
+    import random
+
+    from soundsmith import canvas, edit
+    from soundsmith.audio import waveform_to_mel
+    from soundsmith.data.manifest import load_audio, read_manifest
+
+    rate = pipe.sample_rate
+    by_category = {}
+    for item in read_manifest(data):
+        by_category.setdefault(item.category, []).append(item)
+    random.seed(0)
+    print(f"\n4. the codec's ceiling: real clips ({per_category} per category, first 5 s) classified top-1")
+    print(f"{'category':14s} {'as they are':>12s} {'vocoder':>9s} {'VAE + vocoder':>14s}")
+    totals = np.zeros(3, dtype=int)
+    for category in sorted(by_category):
+        right = np.zeros(3, dtype=int)
+        for item in random.sample(by_category[category], min(per_category, len(by_category[category]))):
+            clip = load_audio(item, rate)[: 5 * rate]
+            with torch.no_grad():
+                vocoded = pipe.mel_to_waveform(waveform_to_mel(clip[None], cfg=canvas.mel_config(pipe)))[0]
+                rebuilt = edit.reconstruct(pipe, clip.numpy(), sample_rate=rate, progress=False).audios[0]
+            for i, audio in enumerate((clip.numpy(), vocoded.numpy(), rebuilt)):
+                right[i] += category_of(classifier, audio, rate) == category
+        totals += right
+        print(f"{category:14s} " + " ".join(f"{v:>{w}d}" for v, w in zip(right, (12, 9, 14))))
+    print(f"{'all':14s} " + " ".join(f"{v:>{w}d}" for v, w in zip(totals, (12, 9, 14))))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-m", "--model", default="demo")
@@ -126,7 +158,9 @@ def main(argv=None) -> int:
     parser.add_argument("--prompts", type=int, default=2, help="held-out prompts per category for loudness")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per prompt for loudness")
     parser.add_argument("--long", type=float, default=30.0, help="seconds of the long-form clips")
-    parser.add_argument("--only", default="loudness,long,edit", help="which tables (comma-separated)")
+    parser.add_argument("--codec", type=int, default=12, help="real clips per category for the codec table")
+    parser.add_argument("--only", default="loudness,long,edit",
+                        help="which tables, comma-separated: loudness, long, edit, codec")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
 
@@ -147,6 +181,8 @@ def main(argv=None) -> int:
         long_table(pipe, classifier, firsts, args.long)
     if "edit" in tables:
         edit_table(pipe, classifier, firsts, args.data)
+    if "codec" in tables:
+        codec_table(pipe, classifier, args.data, args.codec)
     print(f"\n{args.model}: {pipe.default_steps} steps, guidance {pipe.default_guidance}; {time.time() - began:.0f} s")
     return 0
 

@@ -97,6 +97,55 @@ def test_vae_steps_lower_the_loss(clips, tmp_path):
     assert saved.config.scaling_factor > 0 and saved.config.latent_channels == 8
 
 
+def test_vae_decoder_only_keeps_the_encoder_and_its_latents(clips, tmp_path):
+    torch.manual_seed(0)
+    run(tiny_vae(), vae.batches(clips, 4, crop=32), tmp_path / "first", 10, vae.exporter(clips), lr=3e-3)
+    before = vae.load(tmp_path / "first" / "vae")
+    objective = vae.VAEObjective.from_folder(tmp_path / "first", decoder_only=True)
+    trainable = {n for n, p in objective.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("vae.decoder.") or n.startswith("vae.post_quant_conv") for n in trainable)
+    losses = run(objective, vae.batches(clips, 4, crop=32), tmp_path / "second", 20, vae.exporter(clips), lr=3e-3)
+    assert first_last(losses)[1] < first_last(losses)[0]
+    after = vae.load(tmp_path / "second" / "vae")
+    mels = clips.mels[:4].float()
+    assert torch.equal(vae.encode(before, mels)[0], vae.encode(after, mels)[0])  # the UNet's latents stay valid
+    assert after.config.scaling_factor == before.config.scaling_factor
+    louder = load_clips(write_manifest(tmp_path / "louder", n=6), frames=64, cache=False, progress=False,
+                        loudness=-14.0)
+    vae.exporter(louder)(objective, tmp_path / "third")  # other clips: still the factor the UNet's latents used
+    assert vae.load(tmp_path / "third" / "vae").config.scaling_factor == before.config.scaling_factor
+    changed = [n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])]
+    assert changed and all(n.startswith("decoder.") or n.startswith("post_quant_conv") for n in changed)
+
+
+def test_vae_decoder_only_needs_init(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "clips", n=3)
+    code = main(["train", "vae", "--data", str(manifest), "--out", str(tmp_path / "out"), "--decoder-only"])
+    assert code == 2 and "--decoder-only needs --init" in capsys.readouterr().err
+
+
+def test_unet_oversampling_draws_a_category_more_often():
+    n = 12
+    mean, std = torch.zeros(n, 4, 8, 4), torch.zeros(n, 4, 8, 4)
+    mean[:, 0] = torch.arange(n, dtype=torch.float32)[:, None, None]  # clip i's latents carry i
+    categories = ["water" if i < 3 else "other" for i in range(n)]
+    weights = unet.oversampling(categories, {"water": 9.0})
+    assert weights.tolist() == [9.0] * 3 + [1.0] * 9
+    torch.manual_seed(0)
+    draw = unet.batches(mean, std, 1.0, torch.zeros(n, 2), torch.zeros(2), 400, weights=weights)
+    drawn = draw(0, 0, 1)["latents"][:, 0, 0, 0].long()
+    share = float((drawn < 3).float().mean())
+    assert 0.65 < share < 0.85  # 27 / 36 = 0.75; uniformly it would be 0.25
+
+
+@pytest.mark.parametrize("value", ["water", "water=0", "=3", "water=x", "water=1000"])
+def test_oversample_values_are_checked(tmp_path, capsys, value):
+    manifest = write_manifest(tmp_path / "clips", n=3)
+    code = main(["train", "unet", "--data", str(manifest), "--out", str(tmp_path / "out"), "--clap", str(tmp_path),
+                 "--vae", str(tmp_path), "--oversample", value])
+    assert code == 2 and f"--oversample {value!r}: give CATEGORY=FACTOR" in capsys.readouterr().err
+
+
 def test_clap_steps_lower_the_loss_and_tokenizer_round_trips(clips, tmp_path):
     from transformers import RobertaTokenizer
 
@@ -351,12 +400,14 @@ def test_assembled_stages_load_as_an_audioldm_pipeline_in_float16(clips, tmp_pat
     small = {**vocoder.UNIVERSAL_CONFIG, "upsample_initial_channel": 32}
     vocoder.save(HifiGan(VocoderConfig.from_dict(small)), small, tmp_path / "voc" / "vocoder")
     folder = assemble(clap=tmp_path / "clap", vae=tmp_path / "vae", unet=tmp_path / "unet",
-                      vocoder=tmp_path / "voc", out=tmp_path / "pipe", dtype="float16")
+                      vocoder=tmp_path / "voc", out=tmp_path / "pipe", dtype="float16",
+                      defaults={"num_inference_steps": 3, "initial_noise": "zero-mean"})
     from safetensors.torch import load_file
 
     assert load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")["conv_in.weight"].dtype == torch.float16
     pipe = soundsmith.load(folder, device="cpu")
     assert pipe.unet.conv_in.weight.dtype == torch.float32 and pipe.mel_config == vocoder.DEMO_MEL
+    assert (pipe.default_steps, pipe.initial_noise) == (3, "zero-mean")  # soundsmith.json
     out = pipe("a rising sweep", audio_length_in_s=1.0, num_inference_steps=2, seed=0)
     assert out.sample_rate == SR and out.audios.shape == (1, SR) and np.isfinite(out.audios).all()
 

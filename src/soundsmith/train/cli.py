@@ -44,6 +44,11 @@ def add_commands(sub) -> None:
     _common(p, 1200, 16, 1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
     p.add_argument("--crop", type=int, default=64, help="frames per training window (default 64)")
+    p.add_argument("--init", default=None, metavar="FOLDER",
+                   help="start from the VAE in FOLDER/vae (a pipeline folder such as the demo, or a `train vae` OUT)")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="train the decoder alone (needs --init): the encoder, hence the latents a UNet was trained "
+                        "on and the scaling factor, stay as they are")
     _loudness(p)
     p.set_defaults(func=cmd_vae)
 
@@ -60,6 +65,8 @@ def add_commands(sub) -> None:
     p.add_argument("--offset-noise", type=float, default=0.0, metavar="STD",
                    help="add a per-channel constant of this std to the training noise (e.g. 0.1), so the seed's "
                         "channel means do not set the level (default 0: none)")
+    p.add_argument("--oversample", action="append", default=[], metavar="CATEGORY=FACTOR",
+                   help="draw the manifest's clips of CATEGORY FACTOR times as often (e.g. water=3); repeatable")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights (0: none)")
     p.add_argument("--channels", default="32,64,128", help="UNet block channels (default 32,64,128)")
     p.add_argument("--crop", type=int, default=None, help="train on windows of this many latent rows (default: all)")
@@ -103,6 +110,9 @@ def add_commands(sub) -> None:
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--default-steps", type=int, default=None, help="the model's default sampler steps")
     p.add_argument("--default-guidance", type=float, default=None, help="the model's default guidance scale")
+    p.add_argument("--initial-noise", choices=["gaussian", "zero-mean"], default=None,
+                   help="how the model's starting noise is drawn (zero-mean: each latent channel's mean removed, so "
+                        "the seed does not set the level; default: gaussian, as diffusers draws it)")
     p.set_defaults(func=cmd_demo)
 
     p = stages.add_parser("adherence", help="generate the held-out eval prompts and classify the clips")
@@ -239,10 +249,16 @@ def cmd_vae(args) -> int:
 
     from . import vae
 
+    if args.decoder_only and not args.init:
+        raise InvalidArgument("--decoder-only needs --init FOLDER: the VAE whose encoder is kept")
     schedule = schedule_from_args(args)
     clips = _clips(args)
     torch.manual_seed(args.seed)
-    objective = vae.VAEObjective(vae.vae_config(), kl_weight=args.kl_weight)
+    if args.init:
+        objective = vae.VAEObjective.from_folder(Path(args.init), kl_weight=args.kl_weight,
+                                                 decoder_only=args.decoder_only)
+    else:
+        objective = vae.VAEObjective(vae.vae_config(), kl_weight=args.kl_weight)
     return train_from_args(objective, vae.batches(clips, args.batch, args.crop), args, schedule, vae.exporter(clips), "vae")
 
 
@@ -257,7 +273,19 @@ def cmd_unet(args) -> int:
         raise InvalidArgument(f"--dropout {args.dropout}: must be in [0, 1)")
     if not 0 <= args.offset_noise <= 1:
         raise InvalidArgument(f"--offset-noise {args.offset_noise:g}: must be in [0, 1]")
+    factors = _oversample(args.oversample)
     prepared = prepare_latents(args)
+    weights = None
+    if factors:
+        categories = _clips(args).categories
+        missing = sorted(set(factors) - set(categories))
+        if missing:
+            raise InvalidArgument(f"--oversample {missing[0]}: no clip of that category in {args.data} (categories: "
+                                  f"{', '.join(sorted(set(categories)))})")
+        weights = unet.oversampling(categories, factors)
+        if len(weights) != len(prepared["mean"]):
+            raise InvalidArgument(f"--oversample: {len(weights)} clips but {len(prepared['mean'])} cached latents "
+                                  f"in {args.vae}; remove its posteriors-*.pt and run again")
     torch.manual_seed(args.seed)
     if args.init:
         config, model = unet.load(Path(args.init) / "unet")
@@ -271,8 +299,24 @@ def cmd_unet(args) -> int:
                                                              sample_size=prepared["mean"].shape[2]),
                                             offset_noise=args.offset_noise)
     draw = unet.batches(prepared["mean"], prepared["std"], prepared["scale"], prepared["cond"], prepared["uncond"],
-                        args.batch, args.dropout, args.crop)
+                        args.batch, args.dropout, args.crop, weights)
     return train_from_args(objective, draw, args, schedule, unet.exporter(), f"unet ({args.conditioning})")
+
+
+def _oversample(values: list[str]) -> dict[str, float]:
+    """["water=3", …] → {"water": 3.0}, checked."""
+    factors = {}
+    for value in values:
+        category, _, factor = value.partition("=")
+        try:
+            number = float(factor)
+        except ValueError:
+            number = float("nan")
+        if not category or not 0 < number <= 100:
+            raise InvalidArgument(f"--oversample {value!r}: give CATEGORY=FACTOR with a factor in (0, 100], e.g. "
+                                  "water=3")
+        factors[category] = number
+    return factors
 
 
 def vae_posteriors(args):
@@ -397,7 +441,8 @@ def cmd_demo(args) -> int:
     if args.default_guidance is not None and not args.default_guidance >= 0:
         raise InvalidArgument(f"--default-guidance {args.default_guidance:g}: must be a number ≥ 0")
     defaults = {k: v for k, v in (("num_inference_steps", args.default_steps),
-                                  ("guidance_scale", args.default_guidance)) if v is not None}
+                                  ("guidance_scale", args.default_guidance),
+                                  ("initial_noise", args.initial_noise)) if v is not None}
     folder = assemble(clap=Path(args.clap), vae=Path(args.vae), unet=Path(args.unet), vocoder=Path(args.vocoder),
                       out=Path(args.out), dtype=args.dtype, defaults=defaults,
                       tower=Path(args.tower) if args.tower else None)

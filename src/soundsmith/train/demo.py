@@ -2,11 +2,13 @@
 diffusers' AudioLDMPipeline read), optionally storing every weight in float16 (the loader converts back):
 
     model_index.json   AudioLDMPipeline
-    text_encoder/      ClapTextModelWithProjection (the CLAP text tower and its projection)
-    tokenizer/         RobertaTokenizer (BPE trained on the captions)
+    text_encoder/      ClapTextModelWithProjection (the CLAP text tower and its projection; with --tower the
+                       sentence tower: all-MiniLM-L6-v2 rewritten as one, train/sentence_tower.py)
+    tokenizer/         RobertaTokenizer (BPE trained on the captions), or with --tower BertTokenizer (WordPiece)
     unet/ vae/         UNet2DConditionModel, AutoencoderKL
     scheduler/         DDIMScheduler with AudioLDM's DDPM betas
     vocoder/           SpeechT5HifiGan (the converted universal HiFi-GAN, 22,050 Hz, 80 mels)
+    soundsmith.json    the model's own call defaults and starting-noise rule (pipelines.base.model_settings)
 """
 
 import json
@@ -71,7 +73,8 @@ def _cast_safetensors(file: Path, dtype: torch.dtype) -> None:
 def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dtype: str = "float16",
              defaults: dict | None = None, tower: Path | None = None) -> Path:
     """Copy/convert each stage's export into `out` (replaced whole, atomically); returns `out`. `defaults`
-    ({"num_inference_steps": N, "guidance_scale": G}) go to soundsmith.json: the model's own call defaults.
+    ({"num_inference_steps": N, "guidance_scale": G, "initial_noise": "zero-mean"}) go to soundsmith.json: the
+    model's own call defaults (pipelines.base.model_settings).
     `tower`: a `train tower --out` folder whose text_encoder/ and tokenizer/ (BertTokenizer) replace the CLAP
     stage's distilled tower."""
     from . import clap as clap_stage

@@ -100,15 +100,19 @@ class DiffusionObjective(torch.nn.Module):
 
 
 def batches(mean: torch.Tensor, std: torch.Tensor, scale: float, cond: torch.Tensor, uncond: torch.Tensor,
-            batch: int, dropout: float = 0.1, crop: int | None = None):
+            batch: int, dropout: float = 0.1, crop: int | None = None, weights: torch.Tensor | None = None):
     """mean, std: VAE posteriors (N, z, h, w); cond (N, D); uncond (D,). Each draw samples latents from the
     posterior, scales them, and drops the conditioning to `uncond` with probability `dropout`. crop: train on a
-    random window of that many latent rows (a multiple of 4), which the convolutional UNet generalises from."""
+    random window of that many latent rows (a multiple of 4), which the convolutional UNet generalises from.
+    weights (N,): clips drawn in proportion to them (oversampling), else uniformly."""
     rows = mean.shape[2]
     crop = rows if crop is None else min(crop, rows)
 
     def draw(step: int, rank: int, world: int) -> dict:
-        idx = torch.randint(len(mean), (batch // world,))
+        if weights is None:
+            idx = torch.randint(len(mean), (batch // world,))
+        else:
+            idx = torch.multinomial(weights.double(), batch // world, replacement=True)
         start = int(torch.randint(0, rows - crop + 1, ()))
         m, s = mean[idx, :, start:start + crop].float(), std[idx, :, start:start + crop].float()
         latents = (m + s * torch.randn(m.shape)) * scale
@@ -117,6 +121,11 @@ def batches(mean: torch.Tensor, std: torch.Tensor, scale: float, cond: torch.Ten
         return {"latents": latents, "cond": c}
 
     return draw
+
+
+def oversampling(categories: list[str], factors: dict[str, float]) -> torch.Tensor:
+    """(N,) sampling weights: factors[category] for clips of that category, 1 for the rest."""
+    return torch.tensor([float(factors.get(c, 1.0)) for c in categories])
 
 
 def load(folder: Path) -> tuple[dict, UNet]:

@@ -38,10 +38,44 @@ class VAEObjective(torch.nn.Module):
         self.config = dict(config)
         self.vae = AutoencoderKL(VAEConfig.from_dict(config))
         self.kl_weight = kl_weight
+        self.decoder_only = False
+
+    @classmethod
+    def from_folder(cls, folder: Path, kl_weight: float = 1e-4, decoder_only: bool = False) -> "VAEObjective":
+        """Continue the VAE in folder/vae (a pipeline folder or a `train vae` OUT). decoder_only: the encoder and
+        quant_conv are frozen (no gradients, eval mode), so latents already encoded, and the UNet trained on them,
+        stay valid; the exported scaling_factor then comes out the same."""
+        from .. import checkpoints
+        from ..errors import CheckpointError
+
+        if not (Path(folder) / "vae" / "config.json").is_file():
+            raise CheckpointError(f"--init {folder}: no vae/config.json in it")
+        config = checkpoints.read_json(Path(folder) / "vae" / "config.json")
+        objective = cls(config, kl_weight)
+        objective.vae.load_state_dict(load(Path(folder) / "vae").state_dict())
+        objective.decoder_only = decoder_only
+        if decoder_only:
+            for module in objective.encoding_modules():
+                module.requires_grad_(False)
+        return objective
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.decoder_only:  # the frozen encoder stays in eval mode
+            for module in self.encoding_modules():
+                module.eval()
+        return self
+
+    def encoding_modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self.vae.encoder, self.vae.quant_conv) if m is not None]
 
     def forward(self, batch: dict):
         mel = batch["mel"][:, None]  # (B, 1, T, M)
-        mean, logvar = self.vae.encode(mel)
+        if self.decoder_only:
+            with torch.no_grad():
+                mean, logvar = self.vae.encode(mel)
+        else:
+            mean, logvar = self.vae.encode(mel)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         recon = self.vae.decode(z)
         l1 = F.l1_loss(recon, mel)
@@ -91,7 +125,11 @@ def save(vae: AutoencoderKL, config: dict, folder: Path, dtype: torch.dtype = to
 
 def exporter(clips: Clips):
     def export(objective: VAEObjective, out: Path) -> None:
-        config = {**objective.config, "scaling_factor": scaling_factor(objective.vae, clips)}
+        # a decoder-only run keeps its init's factor: the UNet's latents were scaled by it (the clips measured here
+        # may be another selection or normalisation than those it was computed on)
+        factor = (objective.config["scaling_factor"] if objective.decoder_only
+                  else scaling_factor(objective.vae, clips))
+        config = {**objective.config, "scaling_factor": factor}
         save(objective.vae, config, out / "vae")
 
     return export
