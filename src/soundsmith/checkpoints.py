@@ -415,8 +415,9 @@ def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None =
     """A model, tokenizer or feature extractor that transformers saved in `folder`; models load strictly (a missing
     weight is an error, not a random initialisation).
 
-    CLAP's text tower (ClapTextModelWithProjection) and its byte-level BPE tokenizer (a RobertaTokenizer folder with
-    a tokenizer.json) load as soundsmith's own (models/clap_text.py: same weights, same ids, outputs equal to float
+    CLAP's text tower (ClapTextModelWithProjection) and its tokenizer (a RobertaTokenizer folder with a byte-level BPE
+    tokenizer.json, or a BertTokenizer one with a WordPiece tokenizer.json, as the demo's sentence tower has) load as
+    soundsmith's own (models/clap_text.py: same weights, same ids, outputs equal to float
     rounding) without importing transformers, whose model code takes ~2.3 s to import: AudioLDM and the bundled demo
     then start without it. Every other class is transformers' own."""
     if class_name not in TRANSFORMERS_CLASSES:
@@ -432,7 +433,8 @@ def load_transformers(class_name: str, folder: Path, dtype: torch.dtype | None =
         config = clap_text.ClapTextConfig.from_dict(read_json(folder / "config.json"), str(folder / "config.json"))
         return load_module(clap_text.ClapTextTower, config, folder, "model", dtype or torch.float32, device,
                            fix_keys=clap_text.without_index_buffers)
-    if class_name in ("RobertaTokenizer", "RobertaTokenizerFast") and clap_text.readable_tokenizer(folder):
+    if class_name in ("RobertaTokenizer", "RobertaTokenizerFast", "BertTokenizer", "BertTokenizerFast") \
+            and clap_text.readable_tokenizer(folder):
         return clap_text.BpeTokenizer.from_folder(folder)
     import transformers
 

@@ -178,7 +178,8 @@ class Tokens(NamedTuple):
 
 
 class BpeTokenizer:
-    """The fast tokenizer transformers saves as tokenizer.json (byte-level BPE with RoBERTa's <s> … </s>), driven
+    """The fast tokenizer transformers saves as tokenizer.json (byte-level BPE with RoBERTa's <s> … </s>, or BERT's
+    WordPiece with [CLS] … [SEP]: readable_tokenizer), driven
     the way transformers' RobertaTokenizer(Fast) is called: tokenizer(texts, padding="max_length" | True,
     max_length=N, truncation=True, return_tensors="pt") → .input_ids, .attention_mask; `model_max_length` from
     tokenizer_config.json."""
@@ -237,7 +238,8 @@ class BpeTokenizer:
 
 
 def readable_tokenizer(folder: Path) -> bool:
-    """Whether `folder` holds a tokenizer.json BpeTokenizer can run (a byte-level BPE with RoBERTa's specials)."""
+    """Whether `folder` holds a tokenizer.json BpeTokenizer can run: a byte-level BPE with RoBERTa's specials (CLAP's
+    own), or a WordPiece with BERT's normaliser and [CLS] … [SEP] template (the demo's sentence tower)."""
     path = folder / "tokenizer.json"
     if not path.is_file():
         return False
@@ -247,6 +249,10 @@ def readable_tokenizer(folder: Path) -> bool:
         return False
     if not isinstance(spec, dict):
         return False
-    model, post = spec.get("model"), spec.get("post_processor")
-    return isinstance(model, dict) and model.get("type") == "BPE" \
-        and isinstance(post, dict) and post.get("type") == "RobertaProcessing"
+    model, post, norm = spec.get("model"), spec.get("post_processor"), spec.get("normalizer")
+    if not (isinstance(model, dict) and isinstance(post, dict)):
+        return False
+    if model.get("type") == "BPE":
+        return post.get("type") == "RobertaProcessing"
+    return model.get("type") == "WordPiece" and post.get("type") in ("BertProcessing", "TemplateProcessing") \
+        and isinstance(norm, dict) and norm.get("type") == "BertNormalizer"
