@@ -107,11 +107,11 @@ def edit_table(pipe, classifier, prompts, data):
     right_extend = right_inpaint = 0
     for i, (category, prompt) in enumerate(firsts):
         source = load_audio(by_category[category], rate).numpy()[: 3 * rate]
-        out = edit.extend(pipe, source, prompt, 3.0, sample_rate=rate, seed=0)
+        out = edit.extend(pipe, source, prompt, 3.0, sample_rate=rate, seed=0, progress=False)
         extended = category_of(classifier, out.audios[0][3 * rate: 6 * rate], rate)
         other = firsts[(i + 1) % len(firsts)][0]
         base = load_audio(by_category[other], rate).numpy()[: 3 * rate]
-        out = edit.inpaint(pipe, base, prompt, [(1.0, 2.5)], sample_rate=rate, seed=0)
+        out = edit.inpaint(pipe, base, prompt, [(1.0, 2.5)], sample_rate=rate, seed=0, progress=False)
         inpainted = category_of(classifier, out.audios[0][rate: int(2.5 * rate)], rate)
         right_extend += extended == category
         right_inpaint += inpainted == category
