@@ -21,6 +21,7 @@ import torch
 from .vae import DIFFUSERS_VERSION
 
 DEMO_FOLDER = Path(__file__).resolve().parent.parent / "demo"
+TOKENIZER_CLASS = "BertTokenizer"  # the sentence tower's (train/sentence_tower.py), named in model_index.json
 
 
 def model_index() -> dict:
@@ -91,8 +92,6 @@ def assemble(*, clap: Path, vae: Path, unet: Path, vocoder: Path, out: Path, dty
         clap_stage.text_tower(clap_model).save_pretrained(tmp / "text_encoder", safe_serialization=True)
         tokenizer.save_pretrained(tmp / "tokenizer")
     else:
-        from .sentence_tower import TOKENIZER_CLASS
-
         for name in ("text_encoder", "tokenizer"):
             shutil.copytree(Path(tower) / name, tmp / name)
         index["tokenizer"] = ["transformers", TOKENIZER_CLASS]

@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .demo import TOKENIZER_CLASS, readme
+
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 GAIN = 1000.0
 EPSILON = 0.01
-TOKENIZER_CLASS = "BertTokenizer"
 
 
 def tower_config(teacher: dict, projection_dim: int, max_tokens: int = MAX_TOKENS):
@@ -164,7 +165,6 @@ def _rewrite_readme(pipeline: Path) -> None:
     """The pipeline's README.md (train.demo.readme) naming the sentence tower as its text encoder."""
     import math
 
-    from .demo import readme
 
     unet = json.loads((pipeline / "unet" / "config.json").read_text())
     vocoder = json.loads((pipeline / "vocoder" / "config.json").read_text())
