@@ -4,8 +4,10 @@ for a few prompts, with the seed's noise as drawn, made zero-mean per latent cha
     PYTHONPATH=src .venv/bin/python scripts/seed_level.py [-m FOLDER] [--seeds 4] [-d 2.97]
 
 Measured on demo v3 (issue 21 note, 2026-12-06): zero-mean noise cut the 4-seed spread from 11-21 LU to 4-12 LU,
-so the level lives in the noise's per-channel mean, which a model trained on plain Gaussian noise cannot move
-(the case for offset-noise training).
+so the level lives in the noise's per-channel mean, which a model trained on plain Gaussian noise cannot move.
+Offset-noise training (v4) did not change that; the shipped demo draws zero-mean noise itself (its soundsmith.json
+"initial_noise", samplers.zero_mean_noise). This script passes its latents explicitly, which a model's own rule
+leaves alone, so "as drawn" is plain Gaussian noise on every model.
 """
 
 import argparse
