@@ -12,9 +12,9 @@
    `extend` of a 3 s clip of each category by 3 s with that category's first prompt — the classifier's top-1 on the
    new 3 s; `inpaint` of 1.0–2.5 s of a clip of another category with each category's first prompt — top-1 on the
    span. Counts as right when top-1 is the prompt's category;
-4. the codec's ceiling (--only codec): --codec real clips of each category from --data, classified as they are,
-   after the vocoder alone (their log-mel → vocoder) and after the VAE and the vocoder (`soundsmith reconstruct`):
-   what the model's codec leaves of a category before the UNet is asked for anything.
+4. the codec's ceiling (--only codec): --codec real clips of each category from --data, classified (by every
+   --classifier) as they are, after the vocoder alone (their log-mel → vocoder) and after the VAE and the vocoder
+   (`soundsmith reconstruct`): what the model's codec leaves of a category before the UNet is asked for anything.
 Every clip uses the model's default sampler, steps and guidance, seed = its index.
 """
 
@@ -120,7 +120,7 @@ def edit_table(pipe, classifier, prompts, data):
           f"{right_inpaint} / {len(firsts)}")
 
 
-def codec_table(pipe, classifier, data, per_category):
+def codec_table(pipe, classifiers: dict, data, per_category):
     import random
 
     from soundsmith import canvas, edit
@@ -132,27 +132,32 @@ def codec_table(pipe, classifier, data, per_category):
     for item in read_manifest(data):
         by_category.setdefault(item.category, []).append(item)
     random.seed(0)
-    print(f"\n4. the codec's ceiling: real clips ({per_category} per category, first 5 s) classified top-1")
-    print(f"{'category':14s} {'as they are':>12s} {'vocoder':>9s} {'VAE + vocoder':>14s}")
-    totals = np.zeros(3, dtype=int)
+    stages = ("as they are", "vocoder", "VAE + vocoder")
+    print(f"\n4. the codec's ceiling: real clips ({per_category} per category, first 5 s) classified top-1, "
+          f"{' / '.join(stages)}")
+    print(f"{'category':14s} " + " ".join(f"{Path(name).stem:>16s}" for name in classifiers))
+    totals = np.zeros((len(classifiers), 3), dtype=int)
     for category in sorted(by_category):
-        right = np.zeros(3, dtype=int)
+        right = np.zeros((len(classifiers), 3), dtype=int)
         for item in random.sample(by_category[category], min(per_category, len(by_category[category]))):
             clip = load_audio(item, rate)[: 5 * rate]
             with torch.no_grad():
                 vocoded = pipe.mel_to_waveform(waveform_to_mel(clip[None], cfg=canvas.mel_config(pipe)))[0]
                 rebuilt = edit.reconstruct(pipe, clip.numpy(), sample_rate=rate, progress=False).audios[0]
             for i, audio in enumerate((clip.numpy(), vocoded.numpy(), rebuilt)):
-                right[i] += category_of(classifier, audio, rate) == category
+                for j, model in enumerate(classifiers.values()):
+                    right[j, i] += category_of(model, audio, rate) == category
         totals += right
-        print(f"{category:14s} " + " ".join(f"{v:>{w}d}" for v, w in zip(right, (12, 9, 14))))
-    print(f"{'all':14s} " + " ".join(f"{v:>{w}d}" for v, w in zip(totals, (12, 9, 14))))
+        print(f"{category:14s} " + " ".join(f"{' / '.join(str(v) for v in row):>16s}" for row in right))
+    print(f"{'all':14s} " + " ".join(f"{' / '.join(str(v) for v in row):>16s}" for row in totals))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-m", "--model", default="demo")
-    parser.add_argument("--classifier", required=True, help="soundsmith data classifier output (either kind)")
+    parser.add_argument("--classifier", required=True, action="append",
+                        help="soundsmith data classifier output (either kind); repeat for the codec table to use "
+                             "several (the other tables use the first)")
     parser.add_argument("--data", default=str(Path.home() / ".cache/soundsmith/data/synth-s1/manifest.jsonl"),
                         help="manifest of real clips for the edits (default: synth-s1)")
     parser.add_argument("--prompts", type=int, default=2, help="held-out prompts per category for loudness")
@@ -172,7 +177,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     began = time.time()
     pipe = soundsmith.load(args.model, device="cpu")
-    classifier = load_classifier(args.classifier)
+    classifiers = {name: load_classifier(name) for name in args.classifier}
+    classifier = next(iter(classifiers.values()))
     tables = set(args.only.split(","))
     if "loudness" in tables:
         loudness_table(pipe, [(c, p) for c, ps in EVAL_PROMPTS.items() for p in ps[: args.prompts]], args.seeds)
@@ -182,7 +188,7 @@ def main(argv=None) -> int:
     if "edit" in tables:
         edit_table(pipe, classifier, firsts, args.data)
     if "codec" in tables:
-        codec_table(pipe, classifier, args.data, args.codec)
+        codec_table(pipe, classifiers, args.data, args.codec)
     print(f"\n{args.model}: {pipe.default_steps} steps, guidance {pipe.default_guidance}; {time.time() - began:.0f} s")
     return 0
 
