@@ -57,10 +57,10 @@ def model_settings(folder: Path) -> dict:
     return own
 
 
-def model_defaults(folder: Path, steps: int, guidance: float) -> tuple[int, float]:
+def model_defaults(folder: Path, steps: int, guidance: float, own: dict | None = None) -> tuple[int, float]:
     """(steps, guidance) a model is called with by default: the family's, unless the folder's soundsmith.json
-    (model_settings) has its own. Every family and every door uses them (engine.resolve)."""
-    own = model_settings(folder)
+    (model_settings; `own` when already read) has its own. Every family and every door uses them (engine.resolve)."""
+    own = model_settings(folder) if own is None else own
     return int(own.get("num_inference_steps", steps)), float(own.get("guidance_scale", guidance))
 
 
@@ -140,8 +140,9 @@ class Pipeline:
                    unet_sample_size=configs.integer(unet_cfg, "sample_size", str(paths["unet"]), None, nullable=True),
                    name=name, folder=folder, device=device,
                    dtype=dtype, **conditioning)
-        pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance)
-        pipe.initial_noise = model_settings(folder).get("initial_noise", INITIAL_NOISE[0])
+        own = model_settings(folder)
+        pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance, own)
+        pipe.initial_noise = own.get("initial_noise", INITIAL_NOISE[0])
         return pipe
 
     @classmethod

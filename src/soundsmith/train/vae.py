@@ -33,10 +33,10 @@ def vae_config(channels=(16, 32, 64), latent_channels: int = 8, groups: int = 16
 
 
 class VAEObjective(torch.nn.Module):
-    def __init__(self, config: dict, kl_weight: float = 1e-4):
+    def __init__(self, config: dict, kl_weight: float = 1e-4, vae: AutoencoderKL | None = None):
         super().__init__()
         self.config = dict(config)
-        self.vae = AutoencoderKL(VAEConfig.from_dict(config))
+        self.vae = AutoencoderKL(VAEConfig.from_dict(config)) if vae is None else vae
         self.kl_weight = kl_weight
         self.decoder_only = False
 
@@ -51,8 +51,7 @@ class VAEObjective(torch.nn.Module):
         if not (Path(folder) / "vae" / "config.json").is_file():
             raise CheckpointError(f"--init {folder}: no vae/config.json in it")
         config = checkpoints.read_json(Path(folder) / "vae" / "config.json")
-        objective = cls(config, kl_weight)
-        objective.vae.load_state_dict(load(Path(folder) / "vae").state_dict())
+        objective = cls(config, kl_weight, vae=load(Path(folder) / "vae").train().requires_grad_(True))
         objective.decoder_only = decoder_only
         if decoder_only:
             for module in objective.encoding_modules():
