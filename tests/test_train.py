@@ -138,6 +138,24 @@ def test_unet_oversampling_draws_a_category_more_often():
     assert 0.65 < share < 0.85  # 27 / 36 = 0.75; uniformly it would be 0.25
 
 
+def test_the_posteriors_cache_keeps_the_categories_so_oversampling_reads_no_clips(tmp_path, monkeypatch):
+    import argparse
+
+    from soundsmith.train import cli, data
+
+    monkeypatch.setattr(data, "CACHE", tmp_path / "features")
+    manifest = write_manifest(tmp_path / "clips", n=6)
+    clips = load_clips(manifest, frames=64, cache=False, progress=False)
+    run(tiny_vae(), vae.batches(clips, 4, crop=32), tmp_path / "v", 2, vae.exporter(clips), lr=1e-3)
+    args = argparse.Namespace(data=str(manifest), vae=str(tmp_path / "v"), no_progress=True)
+    first, read = cli.vae_posteriors(args)
+    assert read is not None and first["categories"] == read.categories == ["tone", "noise", "sweep"] * 2
+    monkeypatch.setattr(cli, "_clips", lambda args: pytest.fail("the clips were read again"))
+    again, read = cli.vae_posteriors(args)
+    assert read is None and again["categories"] == first["categories"]
+    assert unet.oversampling(again["categories"], {"noise": 3.0}).tolist() == [1.0, 3.0, 1.0] * 2
+
+
 @pytest.mark.parametrize("value", ["water", "water=0", "=3", "water=x", "water=1000"])
 def test_oversample_values_are_checked(tmp_path, capsys, value):
     manifest = write_manifest(tmp_path / "clips", n=3)

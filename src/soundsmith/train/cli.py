@@ -277,7 +277,7 @@ def cmd_unet(args) -> int:
     prepared = prepare_latents(args)
     weights = None
     if factors:
-        categories = _clips(args).categories
+        categories = prepared.get("categories") or _clips(args).categories  # caches before categories: read them
         missing = sorted(set(factors) - set(categories))
         if missing:
             raise InvalidArgument(f"--oversample {missing[0]}: no clip of that category in {args.data} (categories: "
@@ -320,7 +320,8 @@ def _oversample(values: list[str]) -> dict[str, float]:
 
 
 def vae_posteriors(args):
-    """(posteriors {"mean", "std", "scale"}, clips or None): cached in the VAE's folder per manifest."""
+    """(posteriors {"mean", "std", "scale", "categories"}, clips or None): cached in the VAE's folder per manifest
+    (the clips' categories with them, so that `--oversample` need not read the clips again)."""
     import hashlib
 
     import torch
@@ -339,7 +340,8 @@ def vae_posteriors(args):
     clips = _clips(args)
     vae_model = vae.load(Path(args.vae) / "vae")
     mean, std = vae.encode(vae_model, clips.mels)
-    latents = {"mean": mean.half(), "std": std.half(), "scale": vae_model.config.scaling_factor}
+    latents = {"mean": mean.half(), "std": std.half(), "scale": vae_model.config.scaling_factor,
+               "categories": list(clips.categories)}
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_save(latents, file)
     return latents, clips
