@@ -6,8 +6,8 @@
    (ITU-R BS.1770, soundsmith.loudness.integrated_loudness) of --seeds clips, raw (no output normalisation); the spread is
    max − min in LU (the target: within ±3 LU, a spread ≤ 6), and "mostly silent" counts clips more than half of
    whose 50 ms frames are below −50 dBFS RMS;
-2. long-form: one -d --long clip per continuous category (water, vehicle, drums): the longest run below −50 dBFS
-   (target ≤ 2 s) and the share of its 3 s windows the classifier puts in the prompt's category;
+2. long-form: --long-seeds -d --long clips per continuous category (water, vehicle, drums): the longest run below
+   −50 dBFS (target ≤ 2 s) and the share of its 3 s windows the classifier puts in the prompt's category;
 3. edits, on real clips of --data (a `soundsmith data synth` manifest the model did not train on, e.g. synth-s1):
    `extend` of a 3 s clip of each category by 3 s with that category's first prompt — the classifier's top-1 on the
    new 3 s; `inpaint` of 1.0–2.5 s of a clip of another category with each category's first prompt — top-1 on the
@@ -78,18 +78,23 @@ def loudness_table(pipe, prompts, seeds):
           f"worst {max(spreads):.1f} LU; mostly-silent clips: {silent} / {total}")
 
 
-def long_table(pipe, classifier, prompts, seconds):
-    print(f"\n2. long-form, {seconds:g} s (seed 0)")
-    print(f"{'category':10s} {'prompt':36s} {'longest < -50 dBFS':>19s} {'3 s windows in category':>24s}")
+def long_table(pipe, classifier, prompts, seconds, seeds=1):
+    print(f"\n2. long-form, {seconds:g} s (seeds 0–{seeds - 1})")
+    print(f"{'category':10s} {'prompt':36s} {'seed':>4s} {'longest < -50 dBFS':>19s} {'3 s windows in category':>24s}")
+    worst = 0.0
     for category, prompt in prompts:
         if category not in CONTINUOUS:
             continue
-        out = pipe(prompt, audio_length_in_s=seconds, seed=0, progress=False)
-        x, rate = out.audios[0], out.sample_rate
-        window = 3 * rate
-        windows = [x[i:i + window] for i in range(0, len(x) - window + 1, window)]
-        right = sum(category_of(classifier, w, rate) == category for w in windows)
-        print(f"{category:10s} {prompt[:36]:36s} {longest_quiet(x, rate):17.2f} s {right:>14d} / {len(windows)}")
+        for seed in range(seeds):
+            out = pipe(prompt, audio_length_in_s=seconds, seed=seed, progress=False)
+            x, rate = out.audios[0], out.sample_rate
+            window = 3 * rate
+            windows = [x[i:i + window] for i in range(0, len(x) - window + 1, window)]
+            right = sum(category_of(classifier, w, rate) == category for w in windows)
+            quiet = longest_quiet(x, rate)
+            worst = max(worst, quiet)
+            print(f"{category:10s} {prompt[:36]:36s} {seed:4d} {quiet:17.2f} s {right:>14d} / {len(windows)}")
+    print(f"longest run below -50 dBFS in any clip: {worst:.2f} s")
 
 
 def edit_table(pipe, classifier, prompts, data):
@@ -163,6 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--prompts", type=int, default=2, help="held-out prompts per category for loudness")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per prompt for loudness")
     parser.add_argument("--long", type=float, default=30.0, help="seconds of the long-form clips")
+    parser.add_argument("--long-seeds", type=int, default=3, help="long-form clips per category (seeds 0, 1, …)")
     parser.add_argument("--codec", type=int, default=12, help="real clips per category for the codec table")
     parser.add_argument("--only", default="loudness,long,edit",
                         help="which tables, comma-separated: loudness, long, edit, codec")
@@ -184,7 +190,7 @@ def main(argv=None) -> int:
         loudness_table(pipe, [(c, p) for c, ps in EVAL_PROMPTS.items() for p in ps[: args.prompts]], args.seeds)
     firsts = [(c, ps[0]) for c, ps in EVAL_PROMPTS.items()]
     if "long" in tables:
-        long_table(pipe, classifier, firsts, args.long)
+        long_table(pipe, classifier, firsts, args.long, args.long_seeds)
     if "edit" in tables:
         edit_table(pipe, classifier, firsts, args.data)
     if "codec" in tables:
