@@ -88,9 +88,12 @@ def test_flac_is_refused_above_its_own_rate_ceiling(tmp_path):
 
 
 # A child writes one 60 s FLAC after another; it is stopped by a signal at several moments of the write.
+# The child hangs up as a terminal's process does: a suite run under `nohup` would hand it an ignored SIGHUP, which
+# signals_held rightly keeps ignoring (the writer would then run to its end and exit 0).
 WRITER = textwrap.dedent("""
-    import os, sys, torch
+    import os, signal, sys, torch
     from soundsmith import audio
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     folder, x = sys.argv[1], 0.1 * torch.randn(960000, generator=torch.Generator().manual_seed(0))
     sys.stdin.readline()  # go
     try:
