@@ -174,6 +174,9 @@ def main(argv=None) -> int:
                         help="which tables, comma-separated: loudness, long, edit, codec")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    for name in ("prompts", "seeds", "long_seeds", "codec"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
 
     import soundsmith
     from soundsmith.data.eval_prompts import EVAL_PROMPTS
