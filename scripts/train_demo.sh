@@ -42,6 +42,14 @@ OFFSET_STEPS=${OFFSET_STEPS:-4000}
 WATER_STEPS=${WATER_STEPS:-3000}
 RUN="nice -n 10 python -m soundsmith.cli"
 COMMON="--threads $THREADS --save-every 250"
+LEVELLED=(--loudness -21 --window active --max-quiet 0.5 --lr 2e-4)  # the runs after `unet`: loudness-normalised clips
+
+unet_run() {  # OUT INIT FLAGS…: a UNet run in $WORK/OUT on the teacher's conditioning, continuing $WORK/INIT if given
+  local out=$1 init=$2
+  shift 2
+  $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/$out" ${init:+--init "$WORK/$init"} \
+    --clap "$WORK/clap-text" --vae "$WORK/vae" --conditioning teacher --batch 16 --crop 32 "$@" $COMMON --resume
+}
 
 mkdir -p "$WORK"
 for stage in $STAGES; do
@@ -53,22 +61,13 @@ for stage in $STAGES; do
     text)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap-text" --text-from "$WORK/clap" \
                --paraphrases "$PARAPHRASES" --steps "$TEXT_STEPS" --batch 128 $COMMON --resume ;;
     vae)     $RUN train vae --data "$DATA/manifest.jsonl" --out "$WORK/vae" --steps "$VAE_STEPS" --batch 16 --crop 64 $COMMON --resume ;;
-    unet)    $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet" --clap "$WORK/clap-text" --vae "$WORK/vae" \
-               --conditioning teacher --steps "$UNET_STEPS" --batch 16 --crop 32 $COMMON --resume ;;
-    level)   $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet-level" --init "$WORK/unet" \
-               --clap "$WORK/clap-text" --vae "$WORK/vae" --conditioning teacher --loudness -21 --window active \
-               --max-quiet 0.5 --steps "$LEVEL_STEPS" --batch 16 --crop 32 --lr 2e-4 $COMMON --resume ;;
-    offset)  $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet-offset" --init "$WORK/unet-level" \
-               --clap "$WORK/clap-text" --vae "$WORK/vae" --conditioning teacher --loudness -21 --window active \
-               --max-quiet 0.5 --offset-noise 0.1 --steps "$OFFSET_STEPS" --batch 16 --crop 32 --lr 2e-4 $COMMON --resume ;;
-    water)   $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet-water" --init "$WORK/unet-offset" \
-               --clap "$WORK/clap-text" --vae "$WORK/vae" --conditioning teacher --loudness -21 --window active \
-               --max-quiet 0.5 --offset-noise 0.1 --oversample water=3 --steps "$WATER_STEPS" --batch 16 --crop 32 \
-               --lr 2e-4 $COMMON --resume ;;
-    water2)  $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/unet-water2" --init "$WORK/unet-water" \
-               --clap "$WORK/clap-text" --vae "$WORK/vae" --conditioning teacher --loudness -21 --window active \
-               --max-quiet 0.5 --offset-noise 0.1 --oversample water=3 --steps "$WATER_STEPS" --batch 16 --crop 32 \
-               --lr 2e-4 $COMMON --resume ;;
+    unet)    unet_run unet "" --steps "$UNET_STEPS" ;;
+    level)   unet_run unet-level unet "${LEVELLED[@]}" --steps "$LEVEL_STEPS" ;;
+    offset)  unet_run unet-offset unet-level "${LEVELLED[@]}" --offset-noise 0.1 --steps "$OFFSET_STEPS" ;;
+    water)   unet_run unet-water unet-offset "${LEVELLED[@]}" --offset-noise 0.1 --oversample water=3 \
+               --steps "$WATER_STEPS" ;;
+    water2)  unet_run unet-water2 unet-water "${LEVELLED[@]}" --offset-noise 0.1 --oversample water=3 \
+               --steps "$WATER_STEPS" ;;
     demo)    $RUN train demo --clap "$WORK/clap-text" --vae "$WORK/vae" --unet "$WORK/unet-water2" \
                --vocoder "$WORK/vocoder" --out "$OUT" --dtype float16 --default-steps 25 --default-guidance 2.5 \
                --initial-noise zero-mean && du -sh "$OUT" ;;
