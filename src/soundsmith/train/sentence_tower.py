@@ -165,7 +165,6 @@ def _rewrite_readme(pipeline: Path) -> None:
     """The pipeline's README.md (train.demo.readme) naming the sentence tower as its text encoder."""
     import math
 
-
     unet = json.loads((pipeline / "unet" / "config.json").read_text())
     vocoder = json.loads((pipeline / "vocoder" / "config.json").read_text())
     factor = 2 ** (len(json.loads((pipeline / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
