@@ -400,6 +400,73 @@ def test_universal_hifigan_reconstructs_our_log_mel():
     assert (again - mel)[heard].abs().mean() < 1.0  # 0.72 here; a random generator of this size gives > 3
 
 
+def tiny_vocoder_folder(folder: Path) -> Path:
+    """A random 16-channel HiFi-GAN with the demo vocoder's mel recipe (22,050 Hz, hop 256, 80 mels) as a
+    `train vocoder` OUT folder."""
+    from soundsmith.models.vocoder import HifiGan, VocoderConfig
+
+    config = {**vocoder.UNIVERSAL_CONFIG, "upsample_initial_channel": 16, "resblock_kernel_sizes": [3],
+              "resblock_dilation_sizes": [[1, 3]]}
+    torch.manual_seed(0)
+    vocoder.save(HifiGan(VocoderConfig.from_dict(config)), config, folder / "vocoder")
+    return folder
+
+
+def test_vocoder_gradients_flow_and_training_mode_computes_the_same_waveform(tmp_path):
+    """The inference forward adds in place; under autograd it must not (the fine-tune's backward would fail)."""
+    module, _ = vocoder.load(tiny_vocoder_folder(tmp_path))
+    mel = torch.randn(2, 12, 80) - 4
+    with torch.no_grad():
+        expected = module(mel)
+    out = module(mel)
+    out.abs().mean().backward()
+    assert torch.allclose(out.detach(), expected, atol=1e-6)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.parameters())
+
+
+def test_vocoder_fine_tune_lowers_the_loss_and_exports_a_loadable_vocoder(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "clips", n=6, seconds=0.8)
+    init = tiny_vocoder_folder(tmp_path / "init")
+    out = tmp_path / "tuned"
+    assert main(["train", "vocoder", "--data", str(manifest), "--init", str(init), "--out", str(out),
+                 "--steps", "40", "--lr", "3e-3", "--batch", "2", "--crop", "16", "--every", "1",
+                 "--no-progress", "--pidfile", ""]) == 0
+    rows = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+    first = np.mean([r["loss"] for r in rows[:2]])
+    last = np.mean([r["loss"] for r in rows[-2:]])
+    assert last < 0.85 * first and {"mel", "sc", "mag"} <= set(rows[-1])
+    tuned, config = vocoder.load(out)
+    before, _ = vocoder.load(init)
+    assert config["sampling_rate"] == 22050 and config["upsample_initial_channel"] == 16
+    changed = [not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), before.state_dict().values())]
+    assert any(changed)
+
+
+def test_the_vocoders_training_waves_are_levelled_windows_of_every_nth_clip(tmp_path):
+    from soundsmith.loudness import integrated_loudness
+    from soundsmith.train.data import load_waves
+
+    manifest = write_manifest(tmp_path, n=6, seconds=0.8)
+    waves = load_waves(manifest, 4096, every=2, cache=tmp_path / "cache", progress=False, loudness=-21)
+    assert waves.mels.shape == (3, 4096) and waves.mels.dtype == torch.float16
+    assert waves.captions == [json.loads(line)["caption"] for line in manifest.read_text().splitlines()[::2]]
+    for wave in waves.mels:
+        assert abs(float(integrated_loudness(wave.float()[None], SR).reshape(-1)[0]) + 21) < 0.5
+    again = load_waves(manifest, 4096, every=2, cache=tmp_path / "cache", progress=False, loudness=-21)
+    assert torch.equal(again.mels, waves.mels) and len(list((tmp_path / "cache").iterdir())) == 1
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--init", "x"], "--init FOLDER needs --data MANIFEST"),
+    (["--data", "m.jsonl", "--crop", "0"], "--crop 0: must be at least 1"),
+    (["--data", "m.jsonl", "--every", "0"], "--every 0: must be at least 1"),
+])
+def test_vocoder_fine_tune_flags_are_checked(tmp_path, capsys, flags, expected):
+    assert main(["train", "vocoder", "--out", str(tmp_path / "o"), *flags]) != 0
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
 # --------------------------------------------------------------------------------- assembling a pipeline
 
 

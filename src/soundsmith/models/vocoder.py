@@ -103,7 +103,9 @@ class ResBlock(nn.Module):
         for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
             h = F.leaky_relu_(c1(F.leaky_relu(x, self.slope)), self.slope)
             h = c2(h)
-            x = x + h if i == 0 else x.add_(h)  # the block's input is shared with its siblings: never write into it
+            # the block's input is shared with its siblings: never write into it; nor, under autograd, into a sum
+            # the next leaky_relu keeps for its gradient
+            x = x + h if i == 0 or torch.is_grad_enabled() else x.add_(h)
         return x
 
 
@@ -238,6 +240,9 @@ class HifiGan(nn.Module):
             x = up(F.leaky_relu(x, self.config.leaky_relu_slope))
             blocks = self.resblocks[i * per_level:(i + 1) * per_level]
             y = blocks[0](x)
+            if torch.is_grad_enabled():  # training (train/vocoder.py): autograd keeps y, so no writing into it
+                x = sum((block(x) for block in blocks[1:]), y) / per_level
+                continue
             for block in blocks[1:]:
                 y.add_(block(x))
             x = y.div_(per_level)

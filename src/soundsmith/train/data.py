@@ -97,14 +97,35 @@ def load_clips(manifest, frames: int = FRAMES, cfg: audio.MelConfig = DEMO_MEL, 
     loudness: normalise each crop to this many LUFS instead of its peak to 0.5. window: "first" (the clip's first
     frames) or "active" (its window with the fewest quiet frames, active_start). max_quiet: leave out clips whose
     window has more than this share of quiet 50 ms frames (a model trained on them learns silence)."""
+    key = [frames, center, asdict(cfg)] + ([loudness] if loudness is not None else [])
+    return _read(manifest, key, frames * cfg.hop_length, cfg.sample_rate, cfg.n_fft, cache, progress, window,
+                 max_quiet, lambda waveform: clip_mel(waveform, frames, cfg, center, loudness))
+
+
+def load_waves(manifest, samples: int, sample_rate: int = DEMO_MEL.sample_rate, every: int = 1,
+               cache: Path | bool = True, progress: bool = True, loudness: float | None = None,
+               window: str = "first", max_quiet: float | None = None) -> Clips:
+    """Every `every`-th clip of a manifest as a waveform window (samples,) at sample_rate, levelled as load_clips
+    levels it (level()), zero-padded: Clips whose `mels` are these waveforms (N, samples) float16 (the vocoder's
+    training data, train/vocoder.py). Cached like load_clips."""
+    def wave(waveform: torch.Tensor) -> torch.Tensor:
+        return audio.pad_or_trim(level(waveform[None, :samples], sample_rate, loudness), samples)[0]
+
+    key = ["waves", samples, sample_rate, every, loudness]
+    return _read(manifest, key, samples, sample_rate, 0, cache, progress, window, max_quiet, wave, every)
+
+
+def _read(manifest, recipe: list, samples: int, sample_rate: int, min_samples: int, cache: Path | bool,
+          progress: bool, window: str, max_quiet: float | None, make, every: int = 1) -> Clips:
+    """The reading loop of load_clips / load_waves: each kept clip's window (at most `samples` long, from its start
+    or its active stretch) → make(waveform) → one row of the result, cached under the manifest's identity + recipe."""
     if window not in ("first", "active"):
         raise InvalidArgument(f"window {window!r}: must be 'first' or 'active'")
     cache = CACHE if cache is True else (Path(cache) if cache else None)
     manifest = Path(manifest)
-    items = read_manifest(manifest)
+    items = read_manifest(manifest)[::every]
     stat = manifest.stat()
-    key = json.dumps([str(manifest.resolve()), stat.st_size, stat.st_mtime_ns, frames, center, asdict(cfg)]
-                     + ([loudness] if loudness is not None else [])
+    key = json.dumps([str(manifest.resolve()), stat.st_size, stat.st_mtime_ns] + recipe
                      + ([window, max_quiet] if (window, max_quiet) != ("first", None) else []))
     file = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt" if cache is not None else None
     if file is not None and file.exists():
@@ -112,26 +133,26 @@ def load_clips(manifest, frames: int = FRAMES, cfg: audio.MelConfig = DEMO_MEL, 
         return Clips(saved["mels"], saved["captions"], saved["categories"])
     from tqdm import tqdm
 
-    mels = torch.empty(len(items), frames, cfg.n_mels, dtype=torch.float16)
-    kept = []
-    samples = frames * cfg.hop_length
-    for i, item in enumerate(tqdm(items, desc="reading clips", disable=not progress, mininterval=2)):
-        waveform = load_audio(item, cfg.sample_rate)  # ManifestError naming the manifest line
-        if waveform.numel() <= cfg.n_fft:
+    rows, kept = None, []
+    for item in tqdm(items, desc="reading clips", disable=not progress, mininterval=2):
+        waveform = load_audio(item, sample_rate)  # ManifestError naming the manifest line
+        if waveform.numel() <= min_samples:
             raise InvalidArgument(f"{item.where}: audio file {item.wav} is too short ({waveform.numel()} samples; "
-                                  f"a log-mel needs more than {cfg.n_fft})")
+                                  f"a log-mel needs more than {min_samples})")
         if window == "active":
-            waveform = waveform[active_start(waveform, samples, cfg.sample_rate):]
+            waveform = waveform[active_start(waveform, samples, sample_rate):]
         if max_quiet is not None:
             piece = waveform[:samples]
-            if float(quiet_frames(piece, cfg.sample_rate, float(waveform.abs().max())).float().mean()) > max_quiet:
+            if float(quiet_frames(piece, sample_rate, float(waveform.abs().max())).float().mean()) > max_quiet:
                 continue
-        mels[len(kept)] = clip_mel(waveform, frames, cfg, center, loudness).half()
+        row = make(waveform).half()
+        if rows is None:
+            rows = torch.empty(len(items), *row.shape, dtype=torch.float16)
+        rows[len(kept)] = row
         kept.append(item)
-    mels = mels[:len(kept)].clone()
     if not kept:
         raise InvalidArgument(f"{manifest}: every clip is more than {max_quiet:g} quiet; nothing to train on")
-    clips = Clips(mels, [item.caption for item in kept], [str(item.category or "") for item in kept])
+    clips = Clips(rows[:len(kept)].clone(), [item.caption for item in kept], [str(item.category or "") for item in kept])
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         from .loop import atomic_save

@@ -9,6 +9,14 @@ The generator was trained on HiFi-GAN's meldataset.py recipe: 22,050 Hz, n_fft 1
 mels from 0 to 8000 Hz, magnitude (not power), natural log of max(mel, 1e-5), framing with (n_fft − hop)/2 reflect
 padding: exactly `audio.log_mel(waveform, DEMO_MEL, center=False)`. fmax goes into the config so that
 `MelConfig.from_vocoder_config` gives that recipe back.
+
+Fine-tuning (`soundsmith train vocoder --data MANIFEST`, issue 21): the universal generator learned speech and
+music; on rain, engines and bells it lays a pitch-like pulse over noise (vertical stripes in a spectrogram, the
+"periodic clicks" users heard) and blurs partials. VocoderObjective continues it on the training clips' own
+waveforms: each crop's log-mel (DEMO_MEL) goes in, and the waveform that comes out is compared with the crop by the
+L1 distance of their log-mels plus a multi-resolution STFT loss (spectral convergence + log-magnitude L1 at
+three FFT sizes; Yamamoto et al. 2020, "Parallel WaveGAN"), HiFi-GAN's adversarial terms left out (no discriminator
+weights ship with the universal generator, and CPU step counts cannot train them).
 """
 
 import importlib.util
@@ -16,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+import torch.nn.functional as F
+
+from .. import audio
 from ..audio import MelConfig
 from ..errors import CheckpointError
 from ..models.vocoder import HifiGan, VocoderConfig
@@ -89,3 +100,84 @@ def save(vocoder: HifiGan, config: dict, folder: Path, dtype: torch.dtype = torc
     cfg = {"_name_or_path": "soundsmith/hifigan-universal-22k", "architectures": ["SpeechT5HifiGan"],
            "model_type": "hifigan", "torch_dtype": "float32", **config}
     return save_component(vocoder, cfg, folder, weights="model", dtype=dtype)
+
+
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution STFT loss
+MAGNITUDE_FLOOR = 1e-4  # |STFT| floor before the log: ~−120 dB below a full-scale sine, so inaudible bins (the
+#                         clips' empty bands above their sources' cutoff) do not outweigh the audible ones
+SILENT_RMS = 1e-4  # −80 dBFS: a training window this quiet is silence (no spectral convergence term)
+
+
+def stft_loss(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, samples) each → (spectral convergence, log-magnitude L1), each the mean over STFT_RESOLUTIONS.
+    Spectral convergence ‖|Y| − |Ŷ|‖_F / ‖|Y|‖_F is taken per clip and averaged over the clips that are not silent
+    (RMS above SILENT_RMS: on silence the ratio has no scale); log-magnitude: mean |log |Y| − log |Ŷ||."""
+    sounding = target.pow(2).mean(dim=1).sqrt() > SILENT_RMS
+    convergence, magnitude = output.new_zeros(()), output.new_zeros(())
+    for n_fft, hop in STFT_RESOLUTIONS:
+        window = torch.hann_window(n_fft, dtype=output.dtype, device=output.device)
+        y, y_hat = (torch.stft(x, n_fft, hop, n_fft, window, return_complex=True).abs()
+                    .clamp_min(MAGNITUDE_FLOOR) for x in (target, output))
+        if sounding.any():
+            ratio = (y - y_hat).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)
+            convergence = convergence + ratio[sounding].mean()
+        magnitude = magnitude + F.l1_loss(torch.log(y_hat), torch.log(y))
+    return convergence / len(STFT_RESOLUTIONS), magnitude / len(STFT_RESOLUTIONS)
+
+
+class VocoderObjective(torch.nn.Module):
+    """batch {"wave": (B, samples) at 22,050 Hz, samples a multiple of the hop} → (loss, parts): the crop's log-mel
+    through the generator, compared with the crop (module docstring)."""
+
+    def __init__(self, vocoder: HifiGan, config: dict):
+        super().__init__()
+        self.vocoder = vocoder.train().requires_grad_(True)
+        self.config = dict(config)
+        self.mel_config = MelConfig.from_vocoder_config(config)
+
+    def forward(self, batch: dict):
+        wave = batch["wave"]
+        mel = audio.log_mel(wave, self.mel_config, center=CENTER)  # (B, samples / hop, 80)
+        output = self.vocoder(mel)[:, : wave.shape[1]]
+        mel_l1 = F.l1_loss(audio.log_mel(output, self.mel_config, center=CENTER), mel)
+        convergence, magnitude = stft_loss(output, wave)
+        loss = mel_l1 + convergence + magnitude
+        return loss, {"mel": float(mel_l1.detach()), "sc": float(convergence.detach()),
+                      "mag": float(magnitude.detach())}
+
+
+def batches(waves: torch.Tensor, batch: int, crop: int, hop: int):
+    """Random `crop`-frame (crop·hop-sample) windows of random waveforms (N, samples) — the generator is
+    convolutional, so short windows train it as whole clips do. Quiet windows are kept: the vocoder must stay
+    quiet on them."""
+    samples = min(crop * hop, waves.shape[1] // hop * hop)
+
+    def draw(step: int, rank: int, world: int) -> dict:
+        idx = torch.randint(len(waves), (batch // world,))
+        start = int(torch.randint(0, (waves.shape[1] - samples) // hop + 1, ())) * hop
+        return {"wave": waves[idx, start:start + samples].float()}
+
+    return draw
+
+
+def load(folder: Path) -> tuple[HifiGan, dict]:
+    """folder/vocoder (a pipeline folder or a `train vocoder` OUT) → (float32 HifiGan, its config dict)."""
+    from safetensors.torch import load_file
+
+    from .. import checkpoints
+
+    where = Path(folder) / "vocoder"
+    if not (where / "config.json").is_file():
+        raise CheckpointError(f"--init {folder}: no vocoder/config.json in it")
+    config = checkpoints.read_json(where / "config.json")
+    config = {k: v for k, v in config.items() if k in UNIVERSAL_CONFIG}
+    vocoder = HifiGan(VocoderConfig.from_dict(config, str(where / "config.json")))
+    vocoder.load_state_dict({k: v.float() for k, v in load_file(where / "model.safetensors").items()})
+    return vocoder, config
+
+
+def exporter(config: dict):
+    def export(objective: VocoderObjective, out: Path) -> None:
+        save(objective.vocoder, config, out / "vocoder")
+
+    return export
