@@ -25,6 +25,23 @@ def _build(tmp_path_factory, name: str, builder, **kwargs) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vocoder(tmp_path_factory) -> Path:
+    """A folder with vocoder/: a random 16-channel HiFi-GAN with the demo's mel recipe (22,050 Hz, hop 256,
+    80 mels), as `soundsmith train vocoder` writes it."""
+    import torch
+
+    from soundsmith.models.vocoder import HifiGan, VocoderConfig
+    from soundsmith.train import vocoder
+
+    config = {**vocoder.UNIVERSAL_CONFIG, "upsample_initial_channel": 16, "resblock_kernel_sizes": [3],
+              "resblock_dilation_sizes": [[1, 3]]}
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-vocoder")
+    vocoder.save(HifiGan(VocoderConfig.from_dict(config)), config, folder / "vocoder")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_audioldm(tmp_path_factory) -> Path:
     from checkpoints import build_audioldm
 

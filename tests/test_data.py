@@ -275,19 +275,7 @@ def test_knn_vote_takes_the_majority_of_the_nearest_bank_rows():
     assert accuracy == 0.5 and per == {"drums": (1, 2)}
 
 
-def _tiny_vocoder(folder):
-    """A random 16-channel HiFi-GAN with the demo's mel recipe (22,050 Hz, hop 256, 80 mels) in folder/vocoder."""
-    from soundsmith.models.vocoder import HifiGan, VocoderConfig
-    from soundsmith.train import vocoder
-
-    config = {**vocoder.UNIVERSAL_CONFIG, "upsample_initial_channel": 16, "resblock_kernel_sizes": [3],
-              "resblock_dilation_sizes": [[1, 3]]}
-    torch.manual_seed(0)
-    vocoder.save(HifiGan(VocoderConfig.from_dict(config)), config, folder / "vocoder")
-    return folder
-
-
-def test_a_classifier_can_also_learn_from_vocoder_resynthesised_copies(tmp_path):
+def test_a_classifier_can_also_learn_from_vocoder_resynthesised_copies(tmp_path, tiny_vocoder):
     """--resynthesized N: copies of N training clips (never held-out ones) after analysis and resynthesis by a
     vocoder join the training set, so the codec's texture does not decide a category."""
     from soundsmith.audio import resample
@@ -300,7 +288,7 @@ def test_a_classifier_can_also_learn_from_vocoder_resynthesised_copies(tmp_path)
         rows.append({"wav": f"{k}.wav", "caption": label, "category": label})
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    folder = _tiny_vocoder(tmp_path / "voc")
+    folder = tiny_vocoder
 
     items = read_manifest(manifest)[:2]
     copies = resynthesized_mels(items, folder, progress=False)

@@ -400,21 +400,9 @@ def test_universal_hifigan_reconstructs_our_log_mel():
     assert (again - mel)[heard].abs().mean() < 1.0  # 0.72 here; a random generator of this size gives > 3
 
 
-def tiny_vocoder_folder(folder: Path) -> Path:
-    """A random 16-channel HiFi-GAN with the demo vocoder's mel recipe (22,050 Hz, hop 256, 80 mels) as a
-    `train vocoder` OUT folder."""
-    from soundsmith.models.vocoder import HifiGan, VocoderConfig
-
-    config = {**vocoder.UNIVERSAL_CONFIG, "upsample_initial_channel": 16, "resblock_kernel_sizes": [3],
-              "resblock_dilation_sizes": [[1, 3]]}
-    torch.manual_seed(0)
-    vocoder.save(HifiGan(VocoderConfig.from_dict(config)), config, folder / "vocoder")
-    return folder
-
-
-def test_vocoder_gradients_flow_and_training_mode_computes_the_same_waveform(tmp_path):
+def test_vocoder_gradients_flow_and_training_mode_computes_the_same_waveform(tiny_vocoder):
     """The inference forward adds in place; under autograd it must not (the fine-tune's backward would fail)."""
-    module, _ = vocoder.load(tiny_vocoder_folder(tmp_path))
+    module, _ = vocoder.load(tiny_vocoder)
     mel = torch.randn(2, 12, 80) - 4
     with torch.no_grad():
         expected = module(mel)
@@ -424,9 +412,9 @@ def test_vocoder_gradients_flow_and_training_mode_computes_the_same_waveform(tmp
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.parameters())
 
 
-def test_vocoder_fine_tune_lowers_the_loss_and_exports_a_loadable_vocoder(tmp_path, capsys):
+def test_vocoder_fine_tune_lowers_the_loss_and_exports_a_loadable_vocoder(tmp_path, tiny_vocoder):
     manifest = write_manifest(tmp_path / "clips", n=6, seconds=0.8)
-    init = tiny_vocoder_folder(tmp_path / "init")
+    init = tiny_vocoder
     out = tmp_path / "tuned"
     assert main(["train", "vocoder", "--data", str(manifest), "--init", str(init), "--out", str(out),
                  "--steps", "40", "--lr", "3e-3", "--batch", "2", "--crop", "16", "--every", "1",
