@@ -169,6 +169,13 @@ def _card(page, prompt: str):
     return page.locator("#sound-list .card", has=page.locator("h3.title", has_text=prompt))
 
 
+def _loaded_duration(page, audio) -> float:
+    """An <audio>'s duration (s) once its metadata is in, read by the same poll that sees it: reading it again through
+    the locator may find a newer element (a card re-rendered when another job lands), not yet loaded (NaN)."""
+    return page.wait_for_function("a => a.readyState >= 1 && a.duration > 0 ? a.duration : 0",
+                                  arg=audio.element_handle(), timeout=30_000).json_value()
+
+
 def _wait_succeeded(page, prompt: str):
     """The newest card titled `prompt`, once its job succeeded, pinned by job id (cards that join the list later,
     "again" with the same title for one, do not move it)."""
@@ -188,10 +195,7 @@ def test_generate_shows_progress_then_a_result_that_loads_and_plays(page, server
     assert queued.get_by_role("button", name=re.compile("Cancel")).is_visible()
     card = _wait_succeeded(page, "a dog barking in the rain")
     audio = card.locator("audio").first
-    page.wait_for_function("a => a.readyState >= 1 && a.duration > 0", arg=audio.element_handle(),
-                           timeout=30_000)
-    duration = audio.evaluate("a => a.duration")
-    assert abs(duration - SECONDS) < 0.05
+    assert abs(_loaded_duration(page, audio) - SECONDS) < 0.05
     audio.evaluate("a => a.play()")
     page.wait_for_function("a => a.currentTime > 0", arg=audio.element_handle(), timeout=15_000)
     assert "seed 11" in card.locator(".settings").inner_text()
@@ -228,8 +232,7 @@ def test_dragging_across_the_picture_regenerates_that_span(page, server):
     job = next(j for j in jobs if j["request"].get("task") == "inpaint")
     assert job["request"]["masks"] == [[pytest.approx(start), pytest.approx(end)]]
     audio = edited.locator("audio").first
-    page.wait_for_function("a => a.duration > 0", arg=audio.element_handle(), timeout=30_000)
-    assert abs(audio.evaluate("a => a.duration") - SECONDS) < 0.05
+    assert abs(_loaded_duration(page, audio) - SECONDS) < 0.05
 
 
 @needs_chromium
@@ -250,8 +253,7 @@ def test_again_vary_extend_upscale_and_downloads_from_a_result(page, server):
     card.get_by_role("button", name="Upscale").click()
     extended = _wait_succeeded(page, "extend: a clock ticking")
     audio = extended.locator("audio").first
-    page.wait_for_function("a => a.duration > 0", arg=audio.element_handle(), timeout=30_000)
-    assert abs(audio.evaluate("a => a.duration") - (SECONDS + 1)) < 0.05
+    assert abs(_loaded_duration(page, audio) - (SECONDS + 1)) < 0.05
     _wait_succeeded(page, "upscale: a clock ticking")
     page.wait_for_function("() => document.querySelectorAll('#sound-list .card[data-status=succeeded]')"
                            ".length >= 5 && !document.querySelector('#queue-list li')", timeout=JOB_TIMEOUT_MS)
@@ -372,8 +374,7 @@ def test_a_recording_from_the_microphone_becomes_a_clip_the_server_accepts(page,
     clip.wait_for(timeout=30_000)  # decoded, sent as WAV, accepted by POST /v1/uploads
     assert page.locator("#err-upload").inner_text() == ""
     audio = clip.locator("audio")
-    page.wait_for_function("a => a.duration > 0", arg=audio.element_handle(), timeout=30_000)
-    assert 0.5 < audio.evaluate("a => a.duration") < 5
+    assert 0.5 < _loaded_duration(page, audio) < 5
 
 
 @needs_chromium
