@@ -402,7 +402,7 @@ def test_universal_hifigan_reconstructs_our_log_mel():
 
 def test_vocoder_gradients_flow_and_training_mode_computes_the_same_waveform(tiny_vocoder):
     """The inference forward adds in place; under autograd it must not (the fine-tune's backward would fail)."""
-    module, _ = vocoder.load(tiny_vocoder)
+    module = vocoder.VocoderObjective(*vocoder.load(tiny_vocoder)).vocoder  # trainable, as the fine-tune holds it
     mel = torch.randn(2, 12, 80) - 4
     with torch.no_grad():
         expected = module(mel)

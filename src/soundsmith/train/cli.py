@@ -412,9 +412,9 @@ def cmd_vocoder(args) -> int:
             raise InvalidArgument(f"--{name} {getattr(args, name)}: must be at least 1")
     schedule = schedule_from_args(args)
     module, config = vocoder.load(Path(args.init)) if args.init else vocoder.convert(args.source)
-    hop, rate = vocoder.VocoderConfig.from_dict(config).hop_length, config["sampling_rate"]
-    waves = load_waves(args.data, FRAMES * hop, rate, every=args.every, progress=not args.no_progress,
-                       **_levels(args)).mels
+    hop = module.config.hop_length
+    waves = load_waves(args.data, FRAMES * hop, module.config.sampling_rate, every=args.every,
+                       progress=not args.no_progress, **_levels(args)).mels
     objective = vocoder.VocoderObjective(module, config)
     return train_from_args(objective, vocoder.batches(waves, args.batch, args.crop, hop), args, schedule,
                            vocoder.exporter(config), "vocoder")

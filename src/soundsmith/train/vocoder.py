@@ -162,19 +162,17 @@ def batches(waves: torch.Tensor, batch: int, crop: int, hop: int):
 
 
 def load(folder: Path) -> tuple[HifiGan, dict]:
-    """folder/vocoder (a pipeline folder or a `train vocoder` OUT) → (float32 HifiGan, its config dict)."""
-    from safetensors.torch import load_file
-
+    """folder/vocoder (a pipeline folder or a `train vocoder` OUT) → (float32 HifiGan, its config's generator and
+    mel-recipe keys), loaded as a pipeline loads it (checkpoints.load_module: strict, shapes checked)."""
     from .. import checkpoints
 
     where = Path(folder) / "vocoder"
     if not (where / "config.json").is_file():
         raise CheckpointError(f"{folder}: no vocoder/config.json in it")
-    config = checkpoints.read_json(where / "config.json")
-    config = {k: v for k, v in config.items() if k in UNIVERSAL_CONFIG}
-    vocoder = HifiGan(VocoderConfig.from_dict(config, str(where / "config.json")))
-    vocoder.load_state_dict({k: v.float() for k, v in load_file(where / "model.safetensors").items()})
-    return vocoder, config
+    config = {k: v for k, v in checkpoints.read_json(where / "config.json").items() if k in UNIVERSAL_CONFIG}
+    module = checkpoints.load_module(HifiGan, VocoderConfig.from_dict(config, str(where / "config.json")), where,
+                                     "model", torch.float32, "cpu")
+    return module, config
 
 
 def exporter(config: dict):
