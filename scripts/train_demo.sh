@@ -23,13 +23,17 @@
 # `soundsmith train tower --recover-from DEMO --into DEMO` (docs/training.md).
 # Each run writes its pid to /tmp/soundsmith-train.pid (pause: kill -STOP $(cat /tmp/soundsmith-train.pid);
 # continue: kill -CONT …) and runs under nice. Stage outputs go to $WORK; losses.jsonl in each.
-# Several processes: prefix a stage with `torchrun --nproc_per_node 2 -m soundsmith.cli` instead of `soundsmith`.
+# PROCS=2 runs the VAE and the five UNet runs as that many data-parallel processes (one thread each, the same global
+# batch: on small convolutions two processes at one thread do a step in half the time where one process at two
+# threads gains ~15 %); the CLAP stages stay one process (their contrastive loss wants the whole batch in one place)
+# and use THREADS. On a 2-core machine: PROCS=2 THREADS=2.
 set -euo pipefail
 
 DATA=${DATA:-$HOME/.cache/soundsmith/data/synth-10k}
 WORK=${WORK:-$HOME/.cache/soundsmith/train}
 OUT=${OUT:-src/soundsmith/demo}
 THREADS=${THREADS:-1}
+PROCS=${PROCS:-1}
 STAGES=${STAGES:-"data vocoder clap text vae unet level offset water water2 demo tower"}
 CLIPS=${CLIPS:-10000}
 CLAP_STEPS=${CLAP_STEPS:-425}
@@ -42,13 +46,25 @@ OFFSET_STEPS=${OFFSET_STEPS:-4000}
 WATER_STEPS=${WATER_STEPS:-3000}
 RUN="nice -n 10 python -m soundsmith.cli"
 COMMON="--threads $THREADS --save-every 250"
+PCOMMON="--threads $([ "$PROCS" -gt 1 ] && echo 1 || echo "$THREADS") --save-every 250"
+
+parallel() {  # ARGS…: `soundsmith ARGS…` as $PROCS data-parallel processes (one thread each) on a free loopback port
+  if [ "$PROCS" -le 1 ]; then
+    $RUN "$@"
+    return
+  fi
+  local port
+  port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  OMP_NUM_THREADS=1 nice -n 10 python -m torch.distributed.run --nproc_per_node "$PROCS" --master_addr 127.0.0.1 \
+    --master_port "$port" -m soundsmith.cli "$@"
+}
 LEVELLED=(--loudness -21 --window active --max-quiet 0.5 --lr 2e-4)  # the runs after `unet`: loudness-normalised clips
 
 unet_run() {  # OUT INIT FLAGS…: a UNet run in $WORK/OUT on the teacher's conditioning, continuing $WORK/INIT if given
   local out=$1 init=$2
   shift 2
-  $RUN train unet --data "$DATA/manifest.jsonl" --out "$WORK/$out" ${init:+--init "$WORK/$init"} \
-    --clap "$WORK/clap-text" --vae "$WORK/vae" --conditioning teacher --batch 16 --crop 32 "$@" $COMMON --resume
+  parallel train unet --data "$DATA/manifest.jsonl" --out "$WORK/$out" ${init:+--init "$WORK/$init"} \
+    --clap "$WORK/clap-text" --vae "$WORK/vae" --conditioning teacher --batch 16 --crop 32 "$@" $PCOMMON --resume
 }
 
 mkdir -p "$WORK"
@@ -60,7 +76,8 @@ for stage in $STAGES; do
     clap)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap" --steps "$CLAP_STEPS" --batch 48 $COMMON --resume ;;
     text)    $RUN train clap --data "$DATA/manifest.jsonl" --out "$WORK/clap-text" --text-from "$WORK/clap" \
                --paraphrases "$PARAPHRASES" --steps "$TEXT_STEPS" --batch 128 $COMMON --resume ;;
-    vae)     $RUN train vae --data "$DATA/manifest.jsonl" --out "$WORK/vae" --steps "$VAE_STEPS" --batch 16 --crop 64 $COMMON --resume ;;
+    vae)     parallel train vae --data "$DATA/manifest.jsonl" --out "$WORK/vae" --steps "$VAE_STEPS" --batch 16 --crop 64 \
+               $PCOMMON --resume ;;
     unet)    unet_run unet "" --steps "$UNET_STEPS" ;;
     level)   unet_run unet-level unet "${LEVELLED[@]}" --steps "$LEVEL_STEPS" ;;
     offset)  unet_run unet-offset unet-level "${LEVELLED[@]}" --offset-noise 0.1 --steps "$OFFSET_STEPS" ;;

