@@ -306,6 +306,31 @@ def test_history_survives_reload_and_restart_and_is_searchable(page, server):
 
 
 @needs_chromium
+def test_a_new_search_keeps_a_listed_sound_playing(page, server):
+    """Searching lists the sounds afresh; a card listed again keeps its <audio> element, so the sound someone is
+    listening to plays on (it used to be rebuilt, stopping playback), and the cards no longer listed go."""
+    _make(page, "a bird singing at dawn", seed=6)
+    _wait_succeeded(page, "a bird singing at dawn")
+    _make(page, "a cat purring loudly", seed=4)
+    card = _wait_succeeded(page, "a cat purring loudly")
+    audio = card.locator("audio").first
+    _loaded_duration(page, audio)
+    playing = audio.element_handle()
+    playing.evaluate("a => { a.loop = true; a.dataset.mark = 'listening'; return a.play(); }")
+    page.wait_for_function("a => a.currentTime > 0", arg=playing, timeout=15_000)
+    page.get_by_label("Search prompts").fill("purring")
+    page.wait_for_function("() => ![...document.querySelectorAll('#sound-list h3.title')]"
+                           ".some(t => /bird/i.test(t.textContent))", timeout=30_000)
+    assert playing.evaluate("a => a.isConnected && !a.paused && a.dataset.mark === 'listening'")
+    before = playing.evaluate("a => a.currentTime")
+    page.wait_for_function("([a, t]) => a.currentTime !== t && !a.paused", arg=[playing, before], timeout=15_000)
+    page.get_by_label("Search prompts").fill("")
+    _card(page, "a bird singing at dawn").first.wait_for(timeout=30_000)
+    assert playing.evaluate("a => a.isConnected && !a.paused")
+    playing.evaluate("a => a.pause()")
+
+
+@needs_chromium
 def test_star_keeps_a_sound_and_the_starred_filter_finds_it(page, server):
     _make(page, "a cat meowing", seed=2)
     card = _wait_succeeded(page, "a cat meowing")

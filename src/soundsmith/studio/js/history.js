@@ -50,9 +50,10 @@ export class HistoryPanel {
     if (asked !== this.asked) return [];  // a newer search answered, or will
     const jobs = page.jobs;
     this.next = page.next;
-    if (!more) {
+    if (!more) {  // a fresh list keeps the card, and so the <audio> (playing on), of every job it lists again
+      const kept = new Map(jobs.filter((job) => this.cards.has(job.id)).map((job) => [job.id, this.cards.get(job.id)]));
       this.list.replaceChildren();
-      this.cards.clear();
+      this.cards = kept;
     }
     for (const job of jobs) this.put(job, { append: true });
     this.older.hidden = !this.next;
@@ -70,6 +71,7 @@ export class HistoryPanel {
     const card = this.cards.get(job.id);
     if (card) {
       card.render(job);
+      if (!card.element.isConnected) this.list.append(card.element);  // kept by a fresh list: back, in its order
       return;
     }
     const created = new SoundCard(job, this.context);
