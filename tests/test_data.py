@@ -346,3 +346,16 @@ def test_resynthesis_flags_are_checked(tmp_path, capsys, flags, expected):
     assert main(["data", "classifier", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "c.pt"), *flags]) != 0
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+
+
+def test_holdout_split_is_the_classifiers_own_and_disjoint():
+    """eval.classify.holdout_split: what train_classifier holds out (scripts/demo_behaviour.py's codec table reads only
+    those clips): seeded, disjoint, the held-out share of the (possibly cut) list."""
+    from soundsmith.eval.classify import holdout_split
+
+    items = list(range(100))
+    test, train = holdout_split(items)
+    assert len(test) == 15 and len(train) == 85 and not set(test) & set(train) and set(test) | set(train) == set(items)
+    assert holdout_split(items) == (test, train) and holdout_split(items, seed=1)[0] != test
+    test, train = holdout_split(items, holdout=0.5, max_items=10)
+    assert len(test) == 5 and len(train) == 5

@@ -140,6 +140,15 @@ def resynthesized_mels(items: list[Item], vocoder: str | Path | None = None, pro
     return out
 
 
+def holdout_split(items: list, holdout: float = 0.15, seed: int = 0, max_items: int | None = None
+                  ) -> tuple[list, list]:
+    """(held-out, training) items as train_classifier splits a manifest: a permutation seeded by `seed`, cut to
+    `max_items`, its first `holdout` share held out. The defaults are `data classifier`'s."""
+    order = np.random.default_rng(seed).permutation(len(items))[: max_items or len(items)]
+    n_test = int(round(holdout * len(order)))
+    return [items[i] for i in order[:n_test]], [items[i] for i in order[n_test:]]
+
+
 def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, holdout: float = 0.15, seed: int = 0,
                      batch_size: int = 32, lr: float = 2e-3, max_items: int | None = None, jobs: int = 2,
                      progress: bool = True, kind: str = "cnn", resynthesized: int = 0,
@@ -160,9 +169,7 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
             raise ManifestError(f"{item.where}: category {item.category!r} is not one of {', '.join(ALL_CATEGORIES)}")
     if not 0.0 <= holdout < 1.0:
         raise InvalidArgument(f"holdout={holdout}: must be in [0, 1)")
-    order = np.random.default_rng(seed).permutation(len(items))[: max_items or len(items)]
-    n_test = int(round(holdout * len(order)))
-    test_items, train_items = [items[i] for i in order[:n_test]], [items[i] for i in order[n_test:]]
+    test_items, train_items = holdout_split(items, holdout, seed, max_items)
     started = time.perf_counter()
     train_mels, test_mels = load_mels(train_items, jobs, progress), load_mels(test_items, jobs, progress)
     index = {c: i for i, c in enumerate(ALL_CATEGORIES)}
