@@ -4,6 +4,7 @@ Module and parameter names follow the diffusers state-dict layout (`norm1`, `con
 checkpoints load without renaming.
 """
 
+import functools
 import math
 
 import torch
@@ -126,7 +127,8 @@ def conv_add(conv: nn.Conv2d, x: torch.Tensor, residual: torch.Tensor) -> torch.
     if isinstance(conv, Conv3x3) and conv.form(x) == "winograd":
         return conv(x).add_(residual)
     if (x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and x.dtype in (torch.float32, torch.bfloat16) and residual.dtype == x.dtype
+            and (x.dtype == torch.float32 or x.dtype == torch.bfloat16 and _onednn_bf16())
+            and residual.dtype == x.dtype
             and conv.weight.dtype == x.dtype and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and residual.is_contiguous(memory_format=_layout(x))):
@@ -134,6 +136,13 @@ def conv_add(conv: nn.Conv2d, x: torch.Tensor, residual: torch.Tensor) -> torch.
             x, residual, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation),
             conv.groups, "add", None, None, [], None)
     return residual + conv(x)
+
+
+@functools.cache
+def _onednn_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 on this CPU (AVX-512 BW/VL/DQ or AVX-NE-CONVERT); without them its fused
+    bfloat16 convolution refuses to run (an AVX2-only CPU such as AMD Zen 3), and the unfused path is taken."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _layout(x: torch.Tensor) -> torch.memory_format:
