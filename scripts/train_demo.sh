@@ -47,15 +47,14 @@ RUN="nice -n 10 python -m soundsmith.cli"
 COMMON="--threads $THREADS --save-every 250"
 PCOMMON="--threads $([ "$PROCS" -gt 1 ] && echo 1 || echo "$THREADS") --save-every 250"
 
-parallel() {  # ARGS…: `soundsmith ARGS…` as $PROCS data-parallel processes (one thread each) on a free loopback port
+# `soundsmith ARGS…` as $PROCS data-parallel processes, one thread each (torchrun --standalone: a free local port)
+parallel() {
   if [ "$PROCS" -le 1 ]; then
     $RUN "$@"
     return
   fi
-  local port
-  port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  OMP_NUM_THREADS=1 nice -n 10 python -m torch.distributed.run --nproc_per_node "$PROCS" --master_addr 127.0.0.1 \
-    --master_port "$port" -m soundsmith.cli "$@"
+  OMP_NUM_THREADS=1 nice -n 10 python -m torch.distributed.run --standalone --nproc_per_node "$PROCS" \
+    -m soundsmith.cli "$@"
 }
 LEVELLED=(--loudness -21 --window active --max-quiet 0.5 --lr 2e-4)  # the runs after `unet`: loudness-normalised clips
 
