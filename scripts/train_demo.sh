@@ -15,8 +15,9 @@
 # peak from their first seconds; `level` on clips normalised to -21 LUFS, each from its least silent stretch,
 # mostly-silent clips left out; `offset` the same with offset noise (0.1); `water` and `water2` the same with the water
 # clips drawn three times as often (water was the category the UNet followed least; a third such run followed the
-# validation prompts less, 81.2 → 78.1 %, so the recipe stops at two). The demo draws its starting noise zero-mean
-# per latent channel (soundsmith.json "initial_noise"), so the seed does not set the level. (`train vae --init …
+# validation prompts less, 81.2 → 78.1 %, so the recipe stops at two). The demo draws its starting noise with every
+# latent channel's frequency bands made zero-mean over time and the channel scaled to unit spread (soundsmith.json
+# "initial_noise": "zero-mean-bands", samplers.zero_mean_noise), so the seed does not set the level. (`train vae --init …
 # --decoder-only` on the level clips lowered the VAE's reconstruction error 0.41 → 0.28 but made generated clips
 # follow their prompts less, 70.8 → 55.2 % on the validation prompts: the shipped demo keeps the `vae` stage's.)
 # The shipped demo's first UNet predates the tower stage: its projection was recovered with
@@ -85,7 +86,7 @@ for stage in $STAGES; do
                --steps "$WATER_STEPS" ;;
     demo)    $RUN train demo --clap "$WORK/clap-text" --vae "$WORK/vae" --unet "$WORK/unet-water2" \
                --vocoder "$WORK/vocoder" --out "$OUT" --dtype float16 --default-steps 25 --default-guidance 2.5 \
-               --initial-noise zero-mean && du -sh "$OUT" ;;
+               --initial-noise zero-mean-bands && du -sh "$OUT" ;;
     tower)   $RUN train tower --projection "$WORK/clap-text/projection.pt" --into "$OUT" --threads "$THREADS" \
                && du -sh "$OUT" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;

@@ -136,8 +136,12 @@ def test_a_model_can_ask_for_zero_mean_starting_noise(tiny_audioldm, tmp_path):
     audio = pipe("a dog", audio_length_in_s=0.1, seed=0, num_inference_steps=1).audios[0]
     assert np.isfinite(audio).all() and not np.array_equal(audio, plain("a dog", audio_length_in_s=0.1, seed=0,
                                                                         num_inference_steps=1).audios[0])
+    (folder / "soundsmith.json").write_text('{"initial_noise": "zero-mean-bands"}')
+    bands = soundsmith.load(folder, device="cpu").initial_latents(2, 8, torch.Generator().manual_seed(0), None)
+    assert bands.mean(dim=2).abs().max() < 1e-6 < noise.mean(dim=2).abs().max()
+    assert torch.allclose(bands, samplers.zero_mean_noise(drawn, pipe.unet_sample_size, per_band=True))
     (folder / "soundsmith.json").write_text('{"initial_noise": "pink"}')
-    with pytest.raises(soundsmith.CheckpointError, match="initial_noise 'pink' is not one of gaussian, zero-mean"):
+    with pytest.raises(soundsmith.CheckpointError, match="initial_noise 'pink' is not one of gaussian, zero-mean, zero-mean-bands"):
         soundsmith.load(folder, device="cpu")
 
 
@@ -150,6 +154,19 @@ def test_zero_mean_noise_is_centred_per_window():
         assert part.mean(dim=(2, 3)).abs().max() < 1e-5
         assert float(part.var(dim=(2, 3)).mean()) == pytest.approx(float(noise.var(dim=(2, 3)).mean()), rel=0.05)
     assert samplers.zero_mean_noise(noise[:, :, :10], 64).mean(dim=(2, 3)).abs().max() < 1e-5  # shorter: one window
+
+
+def test_zero_mean_bands_noise_centres_every_band_per_window():
+    from soundsmith import samplers
+
+    noise = torch.randn(2, 4, 130, 16, generator=torch.Generator().manual_seed(1)) + torch.linspace(-1, 1, 16)
+    out = samplers.zero_mean_noise(noise, 64, per_band=True)  # two windows of 65 rows
+    for part in (out[:, :, :65], out[:, :, 65:]):
+        assert part.mean(dim=2).abs().max() < 1e-5  # every channel's every frequency column, over the window's rows
+        assert torch.allclose(part.std(dim=(2, 3)), torch.ones(2, 4))  # the band offsets gone, each channel's std 1
+    assert samplers.zero_mean_noise(noise[:, :, :10], 64, per_band=True).mean(dim=2).abs().max() < 1e-5
+    one_row = samplers.zero_mean_noise(noise[:, :, :1], 64, per_band=True)  # one row: the channel rule, not zeros
+    assert torch.equal(one_row, samplers.zero_mean_noise(noise[:, :, :1], 64)) and one_row.abs().sum() > 0
 
 
 def test_a_models_own_defaults_come_from_soundsmith_json(tiny_audioldm, tmp_path):

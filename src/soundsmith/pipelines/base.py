@@ -31,7 +31,7 @@ def network_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-INITIAL_NOISE = ("gaussian", "zero-mean")
+INITIAL_NOISE = ("gaussian", "zero-mean", "zero-mean-bands")
 
 
 def model_settings(folder: Path) -> dict:
@@ -39,7 +39,7 @@ def model_settings(folder: Path) -> dict:
     trained with settings of their own; diffusers ignores the file), {} without one. Keys, all optional:
     "num_inference_steps" (integer ≥ 1) and "guidance_scale" (number ≥ 0), the call defaults; "initial_noise", one
     of INITIAL_NOISE: how the sampler's starting noise is drawn when the caller passes no latents ("zero-mean":
-    samplers.zero_mean_noise)."""
+    samplers.zero_mean_noise, each latent channel centred; "zero-mean-bands": each of its frequency columns)."""
     path = Path(folder) / "soundsmith.json"
     if not path.exists():
         return {}
@@ -199,13 +199,14 @@ class Pipeline:
     def initial_latents(self, batch: int, rows: int, generator, latents: torch.Tensor | None) -> torch.Tensor:
         """The sampler's starting noise (B, C, rows, W), float32 in every pipeline dtype (see engine.guided): the
         same draws as a float32 run, so precisions differ only by the network's rounding. A model whose folder asks
-        for "zero-mean" noise (model_settings) gets the draws with their channel means removed per training window;
-        latents the caller passes are used as given."""
+        for "zero-mean" or "zero-mean-bands" noise (model_settings) gets the draws with their channel or channel-and-
+        band means removed per training window; latents the caller passes are used as given."""
         if latents is not None:
             return latents.to(self.device, torch.float32)
         noise = samplers.randn(self.latent_shape(batch, rows), generator, self.device, torch.float32)
-        if self.initial_noise == "zero-mean":
-            noise = samplers.zero_mean_noise(noise, self.unet_sample_size or rows)
+        if self.initial_noise != "gaussian":
+            noise = samplers.zero_mean_noise(noise, self.unet_sample_size or rows,
+                                             per_band=self.initial_noise == "zero-mean-bands")
         return noise
 
     def denoise(self, model: Callable, latents: torch.Tensor, plan: samplers.Plan, *, long: bool, generator, eta,
