@@ -4,13 +4,13 @@ zero-mean per frequency band of each channel (samplers.zero_mean_noise(per_band=
 
     PYTHONPATH=src .venv/bin/python scripts/seed_level.py [-m FOLDER] [--seeds 4] [-d 2.97]
 
-Measured on demo v3 (issue 21 note, 2026-12-06): zero-mean noise cut the 4-seed spread from 11-21 LU to 4-12 LU,
-so the level lives in the noise's per-channel mean, which a model trained on plain Gaussian noise cannot move.
-Offset-noise training (v4) did not change that; the shipped demo draws zero-mean noise itself (its soundsmith.json
-"initial_noise", samplers.zero_mean_noise). Per band with each channel at unit spread (2026-12-07, the shipped
-demo, 64 validation prompts × 3 seeds, `soundsmith train adherence --split validation`): prompts within ±3 LU 49 → 60
-of 64, median spread 4.8 → 2.4 LU; the demo now draws its noise that way ("zero-mean-bands"). This script passes
-its latents explicitly, which a model's own rule leaves alone, so "as drawn" is plain Gaussian noise on every model.
+Measured on demo v3 (issue 21 note, 2026-12-06): zero-mean noise cut the 4-seed spread from 11-21 LU to 4-12 LU, so
+the level lives in the noise's per-channel mean, which a model trained on plain Gaussian noise cannot move. Offset-
+noise training (v4) did not change that; the shipped demo draws zero-mean noise itself (its soundsmith.json
+"initial_noise", samplers.zero_mean_noise). Per band with each channel at unit spread (2026-12-07, the shipped demo,
+64 validation prompts × 3 seeds, `soundsmith train adherence --split validation`): prompts within ±3 LU 49 → 60 of
+64, median spread 4.8 → 2.4 LU; the demo now draws its noise that way ("zero-mean-bands"). This script passes its
+latents explicitly, which a model's own rule leaves alone, so "as drawn" is plain Gaussian noise on every model.
 """
 
 import argparse

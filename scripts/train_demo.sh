@@ -17,9 +17,10 @@
 # clips drawn three times as often (water was the category the UNet followed least; a third such run followed the
 # validation prompts less, 81.2 → 78.1 %, so the recipe stops at two). The demo draws its starting noise with every
 # latent channel's frequency bands made zero-mean over time and the channel scaled to unit spread (soundsmith.json
-# "initial_noise": "zero-mean-bands", samplers.zero_mean_noise), so the seed does not set the level. (`train vae --init …
-# --decoder-only` on the level clips lowered the VAE's reconstruction error 0.41 → 0.28 but made generated clips
-# follow their prompts less, 70.8 → 55.2 % on the validation prompts: the shipped demo keeps the `vae` stage's.)
+# "initial_noise": "zero-mean-bands", samplers.zero_mean_noise), so the seed does not set the level.
+# (`train vae --init … --decoder-only` on the level clips lowered the VAE's reconstruction error 0.41 → 0.28 but
+# made generated clips follow their prompts less, 70.8 → 55.2 % on the validation prompts: the shipped demo keeps the
+# `vae` stage's.)
 # The shipped demo's first UNet predates the tower stage: its projection was recovered with
 # `soundsmith train tower --recover-from DEMO --into DEMO` (docs/training.md).
 # Each run writes its pid to /tmp/soundsmith-train.pid (pause: kill -STOP $(cat /tmp/soundsmith-train.pid);

@@ -141,7 +141,8 @@ def test_a_model_can_ask_for_zero_mean_starting_noise(tiny_audioldm, tmp_path):
     assert bands.mean(dim=2).abs().max() < 1e-6 < noise.mean(dim=2).abs().max()
     assert torch.allclose(bands, samplers.zero_mean_noise(drawn, pipe.unet_sample_size, per_band=True))
     (folder / "soundsmith.json").write_text('{"initial_noise": "pink"}')
-    with pytest.raises(soundsmith.CheckpointError, match="initial_noise 'pink' is not one of gaussian, zero-mean, zero-mean-bands"):
+    with pytest.raises(soundsmith.CheckpointError,
+                       match="initial_noise 'pink' is not one of gaussian, zero-mean, zero-mean-bands"):
         soundsmith.load(folder, device="cpu")
 
 

@@ -65,8 +65,8 @@ def zero_mean_noise(noise: torch.Tensor, window_rows: int, per_band: bool = Fals
     apart. Removing them leaves the level to the prompt (issue 21; scripts/seed_level.py). The column means
     (±1/sqrt(rows), ±0.125 for the demo) are the same kind of thing per frequency band, a spectral envelope the seed
     hands the model, and the channel's spread (±1/sqrt(2·rows·W)) its energy: on the demo's 64 validation prompts
-    × 3 seeds, removing both took the prompts within ±3 LU from 49 to 60 (median spread 4.8 → 2.3 LU; the column
-    means alone: 53, 3.7 LU), and the clips followed their prompts more (CNN 80.2 → 84.4 %)."""
+    × 3 seeds, removing both took the prompts within ±3 LU from 49 to 60 (median spread 4.8 → 2.4 LU; the column
+    means alone: 53, 3.7 LU), and the clips followed their prompts more (CNN 80.2 → 85.4 %; docs/training.md)."""
     rows, width = noise.shape[2], noise.shape[3]
     windows = max(1, round(rows / max(1, window_rows)))
     parts = []

@@ -39,7 +39,8 @@ def model_settings(folder: Path) -> dict:
     trained with settings of their own; diffusers ignores the file), {} without one. Keys, all optional:
     "num_inference_steps" (integer ≥ 1) and "guidance_scale" (number ≥ 0), the call defaults; "initial_noise", one
     of INITIAL_NOISE: how the sampler's starting noise is drawn when the caller passes no latents ("zero-mean":
-    samplers.zero_mean_noise, each latent channel centred; "zero-mean-bands": each of its frequency columns)."""
+    samplers.zero_mean_noise, each latent channel centred; "zero-mean-bands": each of its frequency columns, and the
+    channel at unit spread)."""
     path = Path(folder) / "soundsmith.json"
     if not path.exists():
         return {}
