@@ -2,10 +2,10 @@
 
     .venv/bin/python scripts/demo_behaviour.py --classifier classifier.pt [-m demo] [--seeds 5] [--long 30]
 
-1. loudness across seeds: per held-out prompt (the first --prompts of each category), the integrated loudness
-   (ITU-R BS.1770, soundsmith.loudness.integrated_loudness) of --seeds clips, raw (no output normalisation); the spread is
-   max − min in LU (the target: within ±3 LU, a spread ≤ 6), and "mostly silent" counts clips more than half of
-   whose 50 ms frames are below −50 dBFS RMS;
+1. loudness across seeds: per held-out prompt (the first --prompts of each category), the integrated loudness (ITU-R
+   BS.1770, soundsmith.loudness.integrated_loudness) of --seeds clips, raw (no output normalisation); the spread is
+   max − min in LU (the target: within ±3 LU, a spread ≤ 6; train.adherence.loudness_summary also prints the
+   stricter readings), and "mostly silent" counts clips more than half of whose 50 ms frames are below −50 dBFS RMS;
 2. long-form: --long-seeds -d --long clips per continuous category (water, vehicle, drums): the longest run below
    −50 dBFS (target ≤ 2 s) and the share of its 3 s windows the classifier puts in the prompt's category;
 3. edits, on real clips of --data (a `soundsmith data synth` manifest the model did not train on, e.g. synth-s1):
@@ -59,10 +59,11 @@ def category_of(model, waveform: np.ndarray, sample_rate: int) -> str:
 
 def loudness_table(pipe, prompts, seeds):
     from soundsmith.loudness import integrated_loudness as loudness
+    from soundsmith.train.adherence import loudness_summary
 
     print(f"\n1. loudness across {seeds} seeds (raw output, LUFS)")
     print(f"{'category':14s} {'prompt':38s} {'min':>7s} {'max':>7s} {'spread':>7s} {'silent':>6s}")
-    spreads, silent, total = [], 0, 0
+    every, silent, total = {}, 0, 0
     for category, prompt in prompts:
         levels, quiet = [], 0
         for seed in range(seeds):
@@ -72,12 +73,10 @@ def loudness_table(pipe, prompts, seeds):
             quiet += bool((frame_dbfs(x, out.sample_rate) < SILENCE_DBFS).mean() > 0.5)
         finite = [v for v in levels if np.isfinite(v)]
         spread = max(finite) - min(finite) if len(finite) == len(levels) else float("inf")
-        spreads.append(spread)
+        every[prompt] = levels
         silent, total = silent + quiet, total + seeds
         print(f"{category:14s} {prompt[:38]:38s} {min(levels):7.1f} {max(levels):7.1f} {spread:7.1f} {quiet:6d}")
-    within = sum(s <= 6 for s in spreads)
-    print(f"prompts within ±3 LU: {within} / {len(spreads)}; median spread {np.median(spreads):.1f} LU, "
-          f"worst {max(spreads):.1f} LU; mostly-silent clips: {silent} / {total}")
+    print(f"{loudness_summary(every)}; mostly-silent clips: {silent} / {total}")
 
 
 def long_table(pipe, classifier, prompts, seconds, seeds=1):

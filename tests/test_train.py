@@ -665,6 +665,20 @@ def test_active_window_and_quiet_filter_pick_what_is_sounding(tmp_path):
     assert float(first.mels[0].max()) < -11 < -3 < float(active.mels[0].max())  # silence (the log floor) vs the tone
 
 
+def test_loudness_summary_counts_each_reading_of_three_lu():
+    from soundsmith.train.adherence import loudness_summary
+
+    levels = {"a": [-20.0, -21.0, -22.5],  # spread 2.5: every reading
+              "b": [-21.0, -23.5, -26.0],  # spread 5: ±3 LU and within 3 LU of the median (-23.5), not ≤ 3
+              "c": [-20.0, -20.5, -25.8],  # spread 5.8: ±3 LU only (-25.8 is 5.3 LU from the median)
+              "d": [-20.0, -30.0, -31.0],  # spread 11: none
+              "e": [-20.0, float("-inf"), -21.0]}  # a silent seed: none
+    line = loudness_summary(levels)
+    assert line.startswith("loudness across seeds: 3 / 5 prompts within ±3 LU; spread median 5.8 LU, worst inf LU")
+    assert line.endswith("stricter: spread ≤ 3 LU 1, every seed within 3 LU of the median 2")
+    assert loudness_summary({}) == "loudness: no clips"
+
+
 def test_adherence_takes_the_pipeline_mode_and_refuses_others(capsys, tmp_path, monkeypatch):
     """`train adherence --dtype int8` measures the int8 mode (issue 18's quality bar); an unknown mode is one line."""
     import soundsmith

@@ -54,14 +54,20 @@ def measure(pipe, classifier, seeds: int = 2, steps: int | None = None, guidance
 
 
 def loudness_summary(levels: dict) -> str:
-    """One line: how many prompts' seeds lie within ±3 LU of each other, the median and worst spread."""
+    """One line: how many prompts' seeds lie within ±3 LU of each other (a spread of at most 6 LU), the median and
+    worst spread, and two stricter readings: a spread of at most 3 LU, and every seed within 3 LU of the prompt's
+    median. levels: {prompt: [LUFS per seed]}; a silent seed (-inf) puts its prompt outside every reading."""
     import math
+    import statistics
 
-    spreads = sorted(max(v) - min(v) if all(math.isfinite(x) for x in v) else math.inf for v in levels.values())
+    finite = [v for v in levels.values() if all(math.isfinite(x) for x in v)]
+    spreads = sorted([max(v) - min(v) for v in finite] + [math.inf] * (len(levels) - len(finite)))
     if not spreads:
         return "loudness: no clips"
+    near_median = sum(all(abs(x - statistics.median(v)) <= 3 for x in v) for v in finite)
     return (f"loudness across seeds: {sum(s <= 6 for s in spreads)} / {len(spreads)} prompts within ±3 LU; spread "
-            f"median {spreads[len(spreads) // 2]:.1f} LU, worst {spreads[-1]:.1f} LU")
+            f"median {spreads[len(spreads) // 2]:.1f} LU, worst {spreads[-1]:.1f} LU; stricter: spread ≤ 3 LU "
+            f"{sum(s <= 3 for s in spreads)}, every seed within 3 LU of the median {near_median}")
 
 
 def cmd_adherence(args) -> int:
