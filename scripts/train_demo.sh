@@ -24,7 +24,11 @@
 # The shipped demo's first UNet predates the tower stage: its projection was recovered with
 # `soundsmith train tower --recover-from DEMO --into DEMO` (docs/training.md).
 # Each run writes its pid to /tmp/soundsmith-train.pid (pause: kill -STOP $(cat /tmp/soundsmith-train.pid);
-# continue: kill -CONT …) and runs under nice. Stage outputs go to $WORK; losses.jsonl in each.
+# continue: kill -CONT …) and runs under nice. Stage outputs go to $WORK; losses.jsonl in each. Where the kernel
+# groups processes by session (/proc/sys/kernel/sched_autogroup_enabled = 1), nice only orders work inside this
+# session: to let work in other sessions come first, lower the session's own share, `echo 19 > /proc/$$/autogroup`
+# from the shell that runs the script (it applies to everything in that session, which is why the script leaves it
+# to you).
 # PROCS=N runs the VAE and the five UNet runs as N data-parallel processes (one thread each, the same global batch);
 # the CLAP stages stay one process (their contrastive loss wants the whole batch in one place) and use THREADS. On
 # this project's 2-core machine a UNet step took 0.51 s with PROCS=2 and 0.59 s as one process at THREADS=2.
