@@ -665,6 +665,23 @@ def test_active_window_and_quiet_filter_pick_what_is_sounding(tmp_path):
     assert float(first.mels[0].max()) < -11 < -3 < float(active.mels[0].max())  # silence (the log floor) vs the tone
 
 
+def test_train_demo_takes_each_initial_noise_rule_and_refuses_others(capsys, tmp_path, monkeypatch):
+    """`train demo --initial-noise` offers every rule a model's soundsmith.json may name; any other is one line."""
+    from soundsmith import samplers
+    from soundsmith.cli import main
+
+    written = []
+    monkeypatch.setattr("soundsmith.train.demo.assemble", lambda **kw: written.append(kw["defaults"]) or kw["out"])
+    stages = ["--clap", "c", "--vae", "v", "--unet", "u", "--vocoder", "w", "--out", str(tmp_path / "m")]
+    for rule in samplers.INITIAL_NOISE:
+        assert main(["train", "demo", *stages, "--initial-noise", rule]) == 0
+    assert written == [{"initial_noise": rule} for rule in ("gaussian", "zero-mean", "zero-mean-bands")]
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "demo", *stages, "--initial-noise", "pink"])
+    assert stopped.value.code == 2
+    assert "--initial-noise: invalid choice: 'pink'" in capsys.readouterr().err
+
+
 def test_loudness_summary_counts_each_reading_of_three_lu():
     from soundsmith.train.adherence import loudness_summary
 

@@ -52,6 +52,9 @@ def randn(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=rand_device, dtype=dtype).to(device or torch.device("cpu"))
 
 
+INITIAL_NOISE = ("gaussian", "zero-mean", "zero-mean-bands")  # a model's starting-noise rules (its soundsmith.json)
+
+
 def zero_mean_noise(noise: torch.Tensor, window_rows: int, per_band: bool = False) -> torch.Tensor:
     """Starting noise (B, C, rows, W) with each channel's mean removed over every window of about `window_rows`
     rows (the UNet's training window; a shorter latent is one window) and scaled back to unit variance. per_band:

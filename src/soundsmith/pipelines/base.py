@@ -31,14 +31,11 @@ def network_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-INITIAL_NOISE = ("gaussian", "zero-mean", "zero-mean-bands")
-
-
 def model_settings(folder: Path) -> dict:
     """A model folder's own settings, checked: its soundsmith.json (written by `soundsmith train demo` for models
     trained with settings of their own; diffusers ignores the file), {} without one. Keys, all optional:
     "num_inference_steps" (integer ≥ 1) and "guidance_scale" (number ≥ 0), the call defaults; "initial_noise", one
-    of INITIAL_NOISE: how the sampler's starting noise is drawn when the caller passes no latents ("zero-mean":
+    of samplers.INITIAL_NOISE: how the sampler's starting noise is drawn when the caller passes no latents ("zero-mean":
     samplers.zero_mean_noise, each latent channel centred; "zero-mean-bands": each of its frequency columns, and the
     channel at unit spread)."""
     path = Path(folder) / "soundsmith.json"
@@ -51,10 +48,10 @@ def model_settings(folder: Path) -> dict:
     if not (configs.is_whole(steps) and steps >= 1 and configs.is_number(guidance) and guidance >= 0):
         raise CheckpointError(f"{path}: num_inference_steps must be an integer ≥ 1 and guidance_scale a number ≥ 0 "
                               f"(got {configs.show(steps)}, {configs.show(guidance)})")
-    noise = own.get("initial_noise", INITIAL_NOISE[0])
-    if noise not in INITIAL_NOISE:
+    noise = own.get("initial_noise", samplers.INITIAL_NOISE[0])
+    if noise not in samplers.INITIAL_NOISE:
         raise CheckpointError(f"{path}: initial_noise {configs.show(noise)} is not one of "
-                              f"{', '.join(INITIAL_NOISE)}")
+                              f"{', '.join(samplers.INITIAL_NOISE)}")
     return own
 
 
@@ -110,7 +107,7 @@ class Pipeline:
         self.default_sampler: str | None = None
         self.default_sampler_options: dict = {}
         self.show_progress = True  # stage lines when a call does not say (progress=None; set_progress_bar_config)
-        self.initial_noise = INITIAL_NOISE[0]  # how starting noise is drawn (model_settings: the folder's own)
+        self.initial_noise = samplers.INITIAL_NOISE[0]  # how starting noise is drawn (model_settings: the folder's own)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     @classmethod
@@ -143,7 +140,7 @@ class Pipeline:
                    dtype=dtype, **conditioning)
         own = model_settings(folder)
         pipe.default_steps, pipe.default_guidance = model_defaults(folder, cls.default_steps, cls.default_guidance, own)
-        pipe.initial_noise = own.get("initial_noise", INITIAL_NOISE[0])
+        pipe.initial_noise = own.get("initial_noise", samplers.INITIAL_NOISE[0])
         return pipe
 
     @classmethod

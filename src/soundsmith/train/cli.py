@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..samplers import INITIAL_NOISE
 from .loop import schedule_from_args, train_from_args
 
 
@@ -118,7 +119,7 @@ def add_commands(sub) -> None:
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--default-steps", type=int, default=None, help="the model's default sampler steps")
     p.add_argument("--default-guidance", type=float, default=None, help="the model's default guidance scale")
-    p.add_argument("--initial-noise", choices=["gaussian", "zero-mean", "zero-mean-bands"], default=None,
+    p.add_argument("--initial-noise", choices=INITIAL_NOISE, default=None,
                    help="how the model's starting noise is drawn (zero-mean: each latent channel's mean removed, so "
                         "the seed does not set the level; zero-mean-bands: each channel's every frequency band's "
                         "mean over time; default: gaussian, as diffusers draws it)")
