@@ -91,6 +91,41 @@ def test_recovered_projection_takes_each_axis_sign_from_the_distilled_tower(tiny
     assert torch.allclose(recovered, axes * signs)
 
 
+def test_projection_reads_back_out_of_a_saved_tower(tiny_bert, tmp_path):
+    """`train unet --clap PIPELINE` continues training a demo whose tower `train tower` built: P comes back out of the
+    float16 text encoder close enough that the conditioning vectors the UNet trains on are the same."""
+    from soundsmith.errors import InvalidArgument
+    from soundsmith.train.cli import teacher_projection
+
+    projection = orthonormal(16, 8, seed=2) * torch.linspace(0.5, 2.0, 8)  # not unit columns: the gain is divided out
+    sentence_tower.install(sentence_tower.build(tiny_bert, projection, max_tokens=32),
+                           sentence_tower.tokenizer(tiny_bert, max_tokens=32), _pipeline_stub(tmp_path))
+    read = teacher_projection(tmp_path)
+    assert read.shape == (16, 8) and torch.allclose(read, projection, rtol=2e-3, atol=2e-3)
+    agreement = (teacher_targets(tiny_bert, read) * teacher_targets(tiny_bert, projection)).sum(-1)
+    assert agreement.min() > 0.99999, agreement
+    torch.save(projection.flip(1), tmp_path / "projection.pt")  # a folder's projection.pt comes first
+    assert torch.equal(teacher_projection(tmp_path), projection.flip(1))
+    with pytest.raises(InvalidArgument, match=r"--clap .*empty: holds neither projection.pt nor text_encoder/"):
+        teacher_projection(tmp_path / "empty")
+
+
+def test_projection_is_not_read_out_of_a_tower_of_another_make(tiny_bert, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from soundsmith.errors import CheckpointError
+
+    sentence_tower.save(sentence_tower.build(tiny_bert, orthonormal(16, 8), max_tokens=32),
+                        sentence_tower.tokenizer(tiny_bert, max_tokens=32), tmp_path)
+    weights = tmp_path / "text_encoder" / "model.safetensors"
+    state = load_file(weights)
+    state["text_model.encoder.layer.2.attention.self.query.weight"][0, 0] = 0.5  # attention no longer a mean
+    save_file(state, weights)
+    with pytest.raises(CheckpointError, match=r"text_encoder: this text tower was not built by `soundsmith train "
+                                              r"tower`"):
+        sentence_tower.read_projection(tmp_path / "text_encoder")
+
+
 def _pipeline_stub(folder):
     (folder / "model_index.json").write_text(json.dumps({"tokenizer": ["transformers", "RobertaTokenizer"]}))
     return folder

@@ -57,7 +57,8 @@ def add_commands(sub) -> None:
     p = stages.add_parser("unet", help="the latent-diffusion UNet (ε-prediction, CLAP class embedding)")
     _common(p, 8000, 32, 5e-4)
     p.add_argument("--clap", required=True, help="OUT folder of `train clap` (with --conditioning teacher: any folder "
-                                                 "with projection.pt, e.g. `train tower --out`)")
+                                                 "with projection.pt, e.g. `train tower --out`, or a pipeline folder "
+                                                 "whose text tower `train tower` built, such as the demo)")
     p.add_argument("--vae", required=True, help="OUT folder of `train vae` (any folder with vae/; the clips' posteriors are "
                                                 "cached in it)")
     p.add_argument("--conditioning", choices=["audio", "text", "teacher"], default="teacher",
@@ -357,6 +358,23 @@ def vae_posteriors(args):
     return latents, clips
 
 
+def teacher_projection(folder: Path):
+    """The teacher → UNet projection P (D_teacher, D) of `train unet --conditioning teacher --clap FOLDER`:
+    FOLDER/projection.pt (what `train clap --text-from` and `train tower --out` write), else the one carried by the
+    text tower of a pipeline folder that `train tower` built (the bundled demo): continuing the demo's training needs
+    no other file."""
+    import torch
+
+    from . import sentence_tower
+
+    if (folder / "projection.pt").is_file():
+        return torch.load(folder / "projection.pt", weights_only=True)
+    if (folder / "text_encoder").is_dir():
+        return sentence_tower.read_projection(folder / "text_encoder")
+    raise InvalidArgument(f"--clap {folder}: holds neither projection.pt nor text_encoder/: give a `train clap` or "
+                          f"`train tower --out` folder, or a pipeline folder whose text tower `train tower` built")
+
+
 def prepare_latents(args) -> dict:
     """VAE posteriors (mean, std) of every clip, cached beside the VAE (shared by every UNet run on the same data),
     and the CLAP conditioning of every clip plus the unconditional vector, cached in OUT."""
@@ -376,7 +394,7 @@ def prepare_latents(args) -> dict:
         if args.conditioning == "teacher":  # the targets the text tower is distilled onto (train clap --text-from)
             import torch.nn.functional as F
 
-            projection = torch.load(Path(args.clap) / "projection.pt", weights_only=True)
+            projection = teacher_projection(Path(args.clap))
             saved = Path(args.clap) / "teacher.pt"
             captions = torch.load(saved, weights_only=True)["captions"] if saved.exists() else None
             if captions is None or len(captions) != len(clips):  # e.g. a `train tower --out` folder, or a clip

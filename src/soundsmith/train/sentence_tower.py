@@ -108,6 +108,37 @@ def build(teacher_folder: Path, projection: torch.Tensor, max_tokens: int = MAX_
     return model.eval().requires_grad_(False)
 
 
+def read_projection(text_encoder: Path, gain: float = GAIN) -> torch.Tensor:
+    """P (D_teacher, D) read back out of a tower that `build` made and `save` wrote (text_encoder/: config.json,
+    model.safetensors): its pooling layer's output weights are gain · [Pᵀ; −Pᵀ; 0]. With float16 storage P comes
+    back to float16's precision (relative 5e-4), which the normalised conditioning vectors carry unchanged to ~1e-3.
+    A text encoder of another make (a distilled CLAP tower, a real checkpoint's RoBERTa) → CheckpointError."""
+    from safetensors.torch import load_file
+
+    from ..errors import CheckpointError
+
+    folder = Path(text_encoder)
+    files = [folder / "config.json", folder / "model.safetensors"]
+    if not all(f.is_file() for f in files):
+        raise CheckpointError(f"{folder}: no text tower here (it needs config.json and model.safetensors)")
+    config = json.loads(files[0].read_text())
+    state = load_file(files[1])
+    pool = f"text_model.encoder.layer.{config.get('num_hidden_layers', 0) - 1}."
+    dim = config.get("projection_dim", 0)
+    weight, query, value = (state.get(pool + name) for name in ("attention.output.dense.weight",
+                                                                "attention.self.query.weight",
+                                                                "attention.self.value.weight"))
+    built = (weight is not None and query is not None and value is not None and 0 < 2 * dim <= weight.shape[0]
+             and not query.float().any() and torch.equal(value.float(), torch.eye(value.shape[0]))
+             and torch.equal(weight[dim:2 * dim].float(), -weight[:dim].float())
+             and not weight[2 * dim:].float().any())
+    if not built:
+        raise CheckpointError(f"{folder}: this text tower was not built by `soundsmith train tower` (its last layer "
+                              f"is not a mean-pooling layer carrying a projection), so no projection can be read "
+                              f"from it: give the folder with the projection.pt its text stage wrote")
+    return weight[:dim].float().T / gain
+
+
 def tokenizer(teacher_folder: Path, max_tokens: int = MAX_TOKENS):
     """The teacher's WordPiece tokenizer (lower-casing, [CLS] … [SEP], [PAD] = 0), `max_tokens` long."""
     from transformers import BertTokenizer
