@@ -125,18 +125,17 @@ def read_projection(text_encoder: Path, gain: float = GAIN) -> torch.Tensor:
     state = load_file(files[1])
     pool = f"text_model.encoder.layer.{config.get('num_hidden_layers', 0) - 1}."
     dim = config.get("projection_dim", 0)
-    weight, query, value = (state.get(pool + name) for name in ("attention.output.dense.weight",
-                                                                "attention.self.query.weight",
-                                                                "attention.self.value.weight"))
-    built = (weight is not None and query is not None and value is not None and 0 < 2 * dim <= weight.shape[0]
-             and not query.float().any() and torch.equal(value.float(), torch.eye(value.shape[0]))
-             and torch.equal(weight[dim:2 * dim].float(), -weight[:dim].float())
-             and not weight[2 * dim:].float().any())
+    found = [state.get(pool + name) for name in ("attention.output.dense.weight", "attention.self.query.weight",
+                                                 "attention.self.value.weight")]
+    weight, query, value = (None if t is None else t.float() for t in found)
+    built = (value is not None and query is not None and weight is not None and 0 < 2 * dim <= weight.shape[0]
+             and not query.any() and torch.equal(value, torch.eye(value.shape[0]))
+             and torch.equal(weight[dim:2 * dim], -weight[:dim]) and not weight[2 * dim:].any())
     if not built:
         raise CheckpointError(f"{folder}: this text tower was not built by `soundsmith train tower` (its last layer "
                               f"is not a mean-pooling layer carrying a projection), so no projection can be read "
                               f"from it: give the folder with the projection.pt its text stage wrote")
-    return weight[:dim].float().T / gain
+    return weight[:dim].T / gain
 
 
 def tokenizer(teacher_folder: Path, max_tokens: int = MAX_TOKENS):
