@@ -84,7 +84,7 @@ def build(teacher_folder: Path, projection: torch.Tensor, max_tokens: int = MAX_
     state["text_model.embeddings.position_embeddings.weight"] = positions
     state["text_model.embeddings.token_type_embeddings.weight"] = source["embeddings.token_type_embeddings.weight"][:1]
 
-    pool = f"text_model.encoder.layer.{bert['num_hidden_layers']}."
+    pool = pool_layer(bert["num_hidden_layers"] + 1)
     carry = torch.zeros(width, width)
     carry[:dim], carry[dim:2 * dim] = projection.T.float(), -projection.T.float()
     for name in ("attention.self.query", "attention.self.key", "intermediate.dense", "output.dense"):
@@ -108,6 +108,11 @@ def build(teacher_folder: Path, projection: torch.Tensor, max_tokens: int = MAX_
     return model.eval().requires_grad_(False)
 
 
+def pool_layer(tower_layers: int) -> str:
+    """The state-dict key prefix of the pooling layer that `build` adds: the last of the tower's `tower_layers`."""
+    return f"text_model.encoder.layer.{tower_layers - 1}."
+
+
 def read_projection(text_encoder: Path, gain: float = GAIN) -> torch.Tensor:
     """P (D_teacher, D) read back out of a tower that `build` made and `save` wrote (text_encoder/: config.json,
     model.safetensors): its pooling layer's output weights are gain · [Pᵀ; −Pᵀ; 0]. With float16 storage P comes
@@ -123,7 +128,7 @@ def read_projection(text_encoder: Path, gain: float = GAIN) -> torch.Tensor:
         raise CheckpointError(f"{folder}: no text tower here (it needs config.json and model.safetensors)")
     config = json.loads(files[0].read_text())
     state = load_file(files[1])
-    pool = f"text_model.encoder.layer.{config.get('num_hidden_layers', 0) - 1}."
+    pool = pool_layer(config.get("num_hidden_layers", 0))
     dim = config.get("projection_dim", 0)
     found = [state.get(pool + name) for name in ("attention.output.dense.weight", "attention.self.query.weight",
                                                  "attention.self.value.weight")]
