@@ -333,11 +333,49 @@ def test_resynthesised_copies_can_pass_through_a_models_whole_codec(tmp_path, ti
     assert report["train_clips"] == 6 and report["resynthesized"] == 3 and 0 <= report["accuracy"] <= 1
 
 
+def test_windows_are_each_clips_first_and_one_random_stretch_of_the_same_length():
+    from soundsmith.eval.classify import windows
+
+    long, short = torch.arange(500 * 64.0).reshape(500, 64), torch.zeros(200, 64)
+    out, labels = windows([long, short], torch.tensor([3, 5]), 297, seed=1)
+    assert labels.tolist() == [3, 3, 5] and [len(m) for m in out] == [297, 297, 200]
+    assert torch.equal(out[0], long[:297])
+    start = int(out[1][0, 0]) // 64
+    assert torch.equal(out[1], long[start:start + 297])
+    assert windows([long], torch.tensor([3]), 297, seed=1)[0][1].equal(out[1])  # seeded
+
+
+def test_a_logistic_classifier_can_be_fitted_and_judged_on_windows_of_the_length_it_will_see(tmp_path, monkeypatch):
+    """window=SECONDS: the regression's statistics depend on a clip's length, so it is fitted on windows of the
+    length of the clips it will judge (each clip's first and a random one) and reported on held-out first windows."""
+    from soundsmith.eval import classify, statistics
+
+    waves, labels = _tones_and_noise(8, seconds=2.0)
+    rows = []
+    for k, (wave, label) in enumerate(zip(waves, labels)):
+        soundfile.write(str(tmp_path / f"{k}.wav"), wave.numpy(), 16000)
+        rows.append({"wav": f"{k}.wav", "caption": label, "category": label})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = {}
+    real_fit, real_evaluate = statistics.fit, classify.evaluate
+    monkeypatch.setattr(statistics, "fit", lambda model, mels, labels: seen.update(fit=[len(m) for m in mels],
+                                                                               labels=labels) or real_fit(model, mels, labels))
+    monkeypatch.setattr(classify, "evaluate", lambda model, mels, cats: seen.update(judged=[len(m) for m in mels])
+                        or real_evaluate(model, mels, cats))
+    report = classify.train_classifier(manifest, tmp_path / "c.pt", holdout=0.25, jobs=1, progress=False,
+                                       kind="logistic", window=0.5)
+    assert seen["fit"] == [50] * 12 and len(seen["labels"]) == 12 and seen["judged"] == [50, 50]
+    assert report["train_clips"] == 6 and report["accuracy"] == 1.0
+
+
 @pytest.mark.parametrize("flags, expected", [
     (["--vocoder", "v"], "--vocoder FOLDER needs --resynthesized N"),
     (["--resynthesized", "-1"], "--resynthesized -1: must be 0 or more"),
     (["--autoencoder", "demo"], "--autoencoder MODEL needs --resynthesized N"),
     (["--resynthesized", "2", "--autoencoder", "demo", "--vocoder", "v"], "give one"),
+    (["--window", "3"], "--window 3: must be a positive number of seconds, with --kind logistic only"),
+    (["--kind", "logistic", "--window", "0"], "--window 0: must be a positive number of seconds"),
 ])
 def test_resynthesis_flags_are_checked(tmp_path, capsys, flags, expected):
     from soundsmith.cli import main

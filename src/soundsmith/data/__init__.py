@@ -39,5 +39,9 @@ def add_commands(sub) -> None:
     classifier.add_argument("--autoencoder", default=None, metavar="MODEL",
                             help="with --resynthesized: make the copies with MODEL's whole codec instead (name or "
                                  "folder; its VAE, then its vocoder: what `soundsmith reconstruct -m MODEL` does)")
+    classifier.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                            help="with --kind logistic: fit on windows this long (each clip's first and a random one) "
+                                 "and report on held-out clips' first window — the length of the clips it will judge, "
+                                 "e.g. 2.97 for the demo's (default: whole clips)")
     classifier.set_defaults(
         func=lambda args: __import__("soundsmith.eval.classify", fromlist=["cmd_train"]).cmd_train(args))

