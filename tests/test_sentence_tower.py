@@ -110,6 +110,22 @@ def test_projection_reads_back_out_of_a_saved_tower(tiny_bert, tmp_path):
         teacher_projection(tmp_path / "empty")
 
 
+def test_the_text_stage_projection_is_computed_once_and_is_what_the_unet_stage_reads(tmp_path):
+    """`train clap --text-from` writes the teacher's principal axes to OUT/projection.pt (a resumed run reuses them)
+    and `train unet --conditioning teacher --clap OUT` conditions on exactly those."""
+    from soundsmith.train.cli import principal_projection, teacher_projection
+
+    generator = torch.Generator().manual_seed(0)
+    teacher = {"captions": torch.randn(12, 16, generator=generator),
+               "word_embeds": torch.randn(20, 16, generator=generator)}
+    projection = principal_projection(tmp_path, teacher, 4)
+    expected = clap.principal_axes(torch.cat([teacher["captions"], teacher["word_embeds"]]), 4)
+    assert projection.shape == (16, 4) and torch.equal(projection, expected)
+    other = {"captions": torch.zeros(1, 16), "word_embeds": torch.zeros(1, 16)}
+    assert torch.equal(principal_projection(tmp_path, other, 4), expected)  # kept: computed once
+    assert torch.equal(teacher_projection(tmp_path), expected)
+
+
 def test_projection_is_not_read_out_of_a_tower_of_another_make(tiny_bert, tmp_path):
     from safetensors.torch import load_file, save_file
 

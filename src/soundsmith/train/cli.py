@@ -208,7 +208,7 @@ def cmd_clap(args) -> int:
             raise InvalidArgument("--text-from distils the text tower: it needs the teacher (drop --no-teacher)")
         model, tokenizer = clap.load(Path(args.text_from))
         model.train().requires_grad_(True)
-        projection = teacher_projection(out, teacher, model.config.projection_dim)
+        projection = principal_projection(out, teacher, model.config.projection_dim)
         teacher_dir = Path(args.teacher) if args.teacher else clap.teacher_folder()
         if "" not in teacher["words"]:  # the unconditional prompt must land where the teacher puts it too
             empty = clap.teacher_embeds(teacher_dir, [""])
@@ -237,7 +237,7 @@ def cmd_clap(args) -> int:
                   clap.exporter(tokenizer), "clap")
 
 
-def teacher_projection(out: Path, teacher: dict, dim: int):
+def principal_projection(out: Path, teacher: dict, dim: int):
     """The teacher's principal axes (D_teacher, dim), computed once and kept in OUT/projection.pt: the text stage
     regresses onto them and `train unet --conditioning teacher` conditions on them."""
     import torch
