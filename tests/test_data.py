@@ -236,6 +236,19 @@ def _tones_and_noise(n: int, seconds: float = 1.0, seed: int = 0):
     return waves, labels
 
 
+def _labelled_manifest(tmp_path, waves, labels, rate: int = 16000):
+    """The 16 kHz waveforms written as wavs at `rate` with a manifest whose caption and category are the label."""
+    from soundsmith.audio import resample
+
+    rows = []
+    for k, (wave, label) in enumerate(zip(waves, labels)):
+        soundfile.write(str(tmp_path / f"{k}.wav"), resample(wave, 16000, rate).numpy(), rate)
+        rows.append({"wav": f"{k}.wav", "caption": label, "category": label})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
 def test_logistic_classifier_separates_held_out_clips_and_round_trips_as_a_second_kind(tmp_path):
     from soundsmith.eval import statistics
     from soundsmith.eval.classify import evaluate, load_classifier, mel_of, predict, save_classifier
@@ -278,16 +291,10 @@ def test_knn_vote_takes_the_majority_of_the_nearest_bank_rows():
 def test_a_classifier_can_also_learn_from_vocoder_resynthesised_copies(tmp_path, tiny_vocoder):
     """--resynthesized N: copies of N training clips (never held-out ones) after analysis and resynthesis by a
     vocoder join the training set, so the codec's texture does not decide a category."""
-    from soundsmith.audio import resample
     from soundsmith.eval.classify import mel_of, resynthesized_mels, train_classifier
 
     waves, labels = _tones_and_noise(8)
-    rows = []
-    for k, (wave, label) in enumerate(zip(waves, labels)):
-        soundfile.write(str(tmp_path / f"{k}.wav"), resample(wave, 16000, 22050).numpy(), 22050)
-        rows.append({"wav": f"{k}.wav", "caption": label, "category": label})
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _labelled_manifest(tmp_path, waves, labels, rate=22050)
     folder = tiny_vocoder
 
     items = read_manifest(manifest)[:2]
@@ -311,12 +318,7 @@ def test_resynthesised_copies_can_pass_through_a_models_whole_codec(tmp_path, ti
     from soundsmith.eval.classify import mel_of, resynthesized_mels, train_classifier
 
     waves, labels = _tones_and_noise(8)
-    rows = []
-    for k, (wave, label) in enumerate(zip(waves, labels)):
-        soundfile.write(str(tmp_path / f"{k}.wav"), wave.numpy(), 16000)
-        rows.append({"wav": f"{k}.wav", "caption": label, "category": label})
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _labelled_manifest(tmp_path, waves, labels)
 
     items = read_manifest(manifest)[:2]
     copies = resynthesized_mels(items, progress=False, autoencoder=tiny_audioldm)
@@ -351,18 +353,20 @@ def test_a_logistic_classifier_can_be_fitted_and_judged_on_windows_of_the_length
     from soundsmith.eval import classify, statistics
 
     waves, labels = _tones_and_noise(8, seconds=2.0)
-    rows = []
-    for k, (wave, label) in enumerate(zip(waves, labels)):
-        soundfile.write(str(tmp_path / f"{k}.wav"), wave.numpy(), 16000)
-        rows.append({"wav": f"{k}.wav", "caption": label, "category": label})
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _labelled_manifest(tmp_path, waves, labels)
     seen = {}
     real_fit, real_evaluate = statistics.fit, classify.evaluate
-    monkeypatch.setattr(statistics, "fit", lambda model, mels, labels: seen.update(fit=[len(m) for m in mels],
-                                                                               labels=labels) or real_fit(model, mels, labels))
-    monkeypatch.setattr(classify, "evaluate", lambda model, mels, cats: seen.update(judged=[len(m) for m in mels])
-                        or real_evaluate(model, mels, cats))
+
+    def fit(model, mels, labels):
+        seen.update(fit=[len(m) for m in mels], labels=labels)
+        return real_fit(model, mels, labels)
+
+    def evaluate(model, mels, categories):
+        seen.update(judged=[len(m) for m in mels])
+        return real_evaluate(model, mels, categories)
+
+    monkeypatch.setattr(statistics, "fit", fit)
+    monkeypatch.setattr(classify, "evaluate", evaluate)
     report = classify.train_classifier(manifest, tmp_path / "c.pt", holdout=0.25, jobs=1, progress=False,
                                        kind="logistic", window=0.5)
     assert seen["fit"] == [50] * 12 and len(seen["labels"]) == 12 and seen["judged"] == [50, 50]
