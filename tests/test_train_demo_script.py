@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"CLIPS": "300", "CLAP_STEPS": "20", "TEXT_STEPS": "20", "PARAPHRASES": "200", "VAE_STEPS": "20",
         "UNET_STEPS": "20", "LEVEL_STEPS": "20", "OFFSET_STEPS": "20", "WATER_STEPS": "20",
-        "BELL_STEPS": "20"}
+        "BELL_STEPS": "20", "WINDOW_STEPS": "20"}
 
 
 @pytest.mark.slow
@@ -28,8 +28,8 @@ def test_train_demo_script_builds_a_demo_folder_in_one_run(tmp_path, procs):
                           timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     stages = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("== ")]
-    assert stages == "data vocoder clap text vae unet level offset water water2 bells demo tower".split()
-    for stage in ("vae", "unet", "unet-bells"):
+    assert stages == "data vocoder clap text vae unet level offset water water2 bells window window2 demo tower".split()
+    for stage in ("vae", "unet", "unet-bells", "unet-window", "unet-window2"):
         last = json.loads((tmp_path / "work" / stage / "losses.jsonl").read_text().splitlines()[-1])
         assert last["step"] == 20 and last["processes"] == int(procs)
     shipped = ROOT / "src" / "soundsmith" / "demo"
