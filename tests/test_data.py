@@ -378,8 +378,9 @@ def test_a_logistic_classifier_can_be_fitted_and_judged_on_windows_of_the_length
     (["--resynthesized", "-1"], "--resynthesized -1: must be 0 or more"),
     (["--autoencoder", "demo"], "--autoencoder MODEL needs --resynthesized N"),
     (["--resynthesized", "2", "--autoencoder", "demo", "--vocoder", "v"], "give one"),
-    (["--window", "3"], "--window 3: must be a positive number of seconds, with --kind logistic only"),
-    (["--kind", "logistic", "--window", "0"], "--window 0: must be a positive number of seconds"),
+    (["--window", "3"], "--window 3: must be a positive, finite number of seconds, with --kind logistic only"),
+    (["--kind", "logistic", "--window", "0"], "--window 0: must be a positive, finite number of seconds"),
+    (["--kind", "logistic", "--window", "inf"], "--window inf: must be a positive, finite number of seconds"),
 ])
 def test_resynthesis_flags_are_checked(tmp_path, capsys, flags, expected):
     from soundsmith.cli import main

@@ -167,8 +167,8 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
     (its statistics depend on a clip's length; the CNN already trains on CROP_FRAMES crops)."""
     if kind not in KINDS:
         raise InvalidArgument(f"classifier kind {kind!r}: must be one of {', '.join(KINDS)}")
-    if window is not None and (kind != "logistic" or not window > 0):
-        raise InvalidArgument(f"--window {window:g}: must be a positive number of seconds, with --kind logistic only "
+    if window is not None and (kind != "logistic" or not 0 < window < math.inf):
+        raise InvalidArgument(f"--window {window:g}: must be a positive, finite number of seconds, with --kind logistic only "
                               f"(the CNN trains on {CROP_FRAMES / 100:g} s crops)")
     items = read_manifest(manifest)
     for item in items:
