@@ -28,6 +28,7 @@ from ..errors import CheckpointError, InvalidArgument
 SAMPLE_RATE = 16000
 CROP_FRAMES = 250  # 2.5 s training crops
 MEL = MelConfig(sample_rate=SAMPLE_RATE)
+FRAMES_PER_SECOND = MEL.sample_rate // MEL.hop_length  # 100 log-mel frames a second
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,8 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
     if kind not in KINDS:
         raise InvalidArgument(f"classifier kind {kind!r}: must be one of {', '.join(KINDS)}")
     if window is not None and (kind != "logistic" or not 0 < window < math.inf):
-        raise InvalidArgument(f"--window {window:g}: must be a positive, finite number of seconds, with --kind logistic only "
-                              f"(the CNN trains on {CROP_FRAMES / 100:g} s crops)")
+        raise InvalidArgument(f"--window {window:g}: must be a positive, finite number of seconds, with --kind "
+                              f"logistic only (the CNN trains on {CROP_FRAMES / FRAMES_PER_SECOND:g} s crops)")
     items = read_manifest(manifest)
     for item in items:
         if item.category not in ALL_CATEGORIES:
@@ -187,7 +188,7 @@ def train_classifier(manifest: str | Path, out: str | Path, epochs: int = 12, ho
                                                      autoencoder=autoencoder)
         train_labels = torch.cat([train_labels, train_labels[torch.as_tensor(chosen)]])
     if window is not None:
-        frames = max(4, round(window * MEL.sample_rate / MEL.hop_length))
+        frames = max(4, round(window * FRAMES_PER_SECOND))
         train_mels, train_labels = windows(train_mels, train_labels, frames, seed)
         test_mels = [m[:frames] for m in test_mels]
 

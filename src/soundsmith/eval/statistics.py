@@ -24,11 +24,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.eval_prompts import ALL_CATEGORIES
+from .classify import FRAMES_PER_SECOND
 
 BANDS = 64
 GROUPS = 8
 MODULATION_OCTAVES = 6  # 0.78–1.6, …, 25–50 Hz at 100 frames a second
-FRAMES_PER_SECOND = 100
 SILENCE_BELOW = math.log(10 ** (30 / 20))  # 30 dB in natural-log magnitude units
 FEATURES = 5 * BANDS + GROUPS * MODULATION_OCTAVES + 1
 
