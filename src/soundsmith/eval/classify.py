@@ -5,7 +5,7 @@
 
 It predicts one of eval_prompts.ALL_CATEGORIES (the eight evaluation categories and "other") from 16 kHz audio of
 any length: waveform → AudioLDM normalisation (mean removed, peak 0.5) → log-mel (B, frames, 64) at 100 frames a
-second (soundsmith.audio.log_mel) → three 1-D conv blocks → mean and max over time → logits (B, 9). Trained on random
+second (eval.classifier_input.mel_of) → three 1-D conv blocks → mean and max over time → logits (B, 9). Trained on random
 2.5 s crops with time and frequency masks; it reads whole clips at inference.
 """
 
@@ -24,11 +24,9 @@ from ..audio import MelConfig, log_mel, normalize_waveform
 from ..data.eval_prompts import ALL_CATEGORIES
 from ..data.manifest import Item, ManifestError, load_audio, read_manifest
 from ..errors import CheckpointError, InvalidArgument
+from .classifier_input import FRAMES_PER_SECOND, MEL, SAMPLE_RATE, mel_of
 
-SAMPLE_RATE = 16000
 CROP_FRAMES = 250  # 2.5 s training crops
-MEL = MelConfig(sample_rate=SAMPLE_RATE)
-FRAMES_PER_SECOND = MEL.sample_rate // MEL.hop_length  # 100 log-mel frames a second
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,6 @@ class Classifier(nn.Module):
         x = F.avg_pool1d(mel.transpose(1, 2), self.config.time_pool, ceil_mode=True)  # (B, n_mels, frames / 2)
         x = self.blocks(self.input_norm(x))  # (B, C, frames / 16)
         return self.head(torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1))
-
-
-def mel_of(waveform: torch.Tensor) -> torch.Tensor:
-    """(samples,) at 16 kHz → (frames, 64) classifier input."""
-    return log_mel(normalize_waveform(waveform[None]), MEL)[0]
 
 
 def augment(mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -4,7 +4,7 @@ this and the CNN (eval.classify) is not one network's quirk.
 
     soundsmith data classifier synth-s1/manifest.jsonl --kind logistic --out logistic.pt
 
-Input: the same classifier log-mel as the CNN (eval.classify.mel_of: 16 kHz, AudioLDM normalisation, (frames, 64)
+Input: the same classifier log-mel as the CNN (eval.classifier_input.mel_of: 16 kHz, AudioLDM normalisation, (frames, 64)
 natural-log mel at 100 frames a second). Features (FEATURES of them), computed by `features`:
 - level normalisation: the log-mel minus the mean log energy of its louder half of frames (a gain on the waveform is
   a constant in the log domain, so it cancels);
@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.eval_prompts import ALL_CATEGORIES
-from .classify import FRAMES_PER_SECOND
+from .classifier_input import FRAMES_PER_SECOND
 
 BANDS = 64
 GROUPS = 8
