@@ -11,7 +11,7 @@
 3. edits, on real clips of --data (a `soundsmith data synth` manifest the model did not train on, e.g. synth-s1):
    `extend` of a 3 s clip of each category by 3 s with that category's first prompt — the classifier's top-1 on the
    new 3 s; `inpaint` of 1.0–2.5 s of a clip of another category with each category's first prompt — top-1 on the
-   span. Counts as right when top-1 is the prompt's category;
+   span. Counts as right when top-1 is the prompt's category; --edit-seeds seeds of each;
 4. the codec's ceiling (--only codec): --codec real clips of each category from the share of --data that `soundsmith
    data classifier` holds out with its defaults (seed 0, 15 %: no classifier made so trained on them), classified
    (by every --classifier) as they are, after the vocoder alone (their log-mel → vocoder) and after the VAE and the
@@ -98,7 +98,7 @@ def long_table(pipe, classifier, prompts, seconds, seeds=1):
     print(f"longest run below -50 dBFS in any clip: {worst:.2f} s")
 
 
-def edit_table(pipe, classifier, prompts, data):
+def edit_table(pipe, classifier, prompts, data, seeds: int):
     from soundsmith import edit
     from soundsmith.data.manifest import load_audio, read_manifest
 
@@ -108,22 +108,24 @@ def edit_table(pipe, classifier, prompts, data):
     for item in items:
         by_category.setdefault(item.category, item)
     firsts = [(c, p) for c, p in prompts]
-    print("\n3. edits (seed 0): top-1 of the classifier on the generated span")
-    print(f"{'category':14s} {'extend (new 3 s)':>18s} {'inpaint 1.0–2.5 s (source)':>30s}")
+    print(f"\n3. edits (seeds 0–{seeds - 1}): top-1 of the classifier on the generated span")
+    print(f"{'category':14s} {'seed':>4s} {'extend (new 3 s)':>18s} {'inpaint 1.0–2.5 s (source)':>30s}")
     right_extend = right_inpaint = 0
     for i, (category, prompt) in enumerate(firsts):
         source = load_audio(by_category[category], rate).numpy()[: 3 * rate]
-        out = edit.extend(pipe, source, prompt, 3.0, sample_rate=rate, seed=0, progress=False)
-        extended = category_of(classifier, out.audios[0][3 * rate: 6 * rate], rate)
         other = firsts[(i + 1) % len(firsts)][0]
         base = load_audio(by_category[other], rate).numpy()[: 3 * rate]
-        out = edit.inpaint(pipe, base, prompt, [(1.0, 2.5)], sample_rate=rate, seed=0, progress=False)
-        inpainted = category_of(classifier, out.audios[0][rate: int(2.5 * rate)], rate)
-        right_extend += extended == category
-        right_inpaint += inpainted == category
-        print(f"{category:14s} {extended:>18s} {inpainted + ' (' + other + ')':>30s}")
-    print(f"extend continues the category: {right_extend} / {len(firsts)}; inpaint puts it in the span: "
-          f"{right_inpaint} / {len(firsts)}")
+        for seed in range(seeds):
+            out = edit.extend(pipe, source, prompt, 3.0, sample_rate=rate, seed=seed, progress=False)
+            extended = category_of(classifier, out.audios[0][3 * rate: 6 * rate], rate)
+            out = edit.inpaint(pipe, base, prompt, [(1.0, 2.5)], sample_rate=rate, seed=seed, progress=False)
+            inpainted = category_of(classifier, out.audios[0][rate: int(2.5 * rate)], rate)
+            right_extend += extended == category
+            right_inpaint += inpainted == category
+            print(f"{category:14s} {seed:4d} {extended:>18s} {inpainted + ' (' + other + ')':>30s}")
+    total = len(firsts) * seeds
+    print(f"extend continues the category: {right_extend} / {total}; inpaint puts it in the span: "
+          f"{right_inpaint} / {total}")
 
 
 def codec_table(pipe, classifiers: dict, data, per_category):
@@ -171,12 +173,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per prompt for loudness")
     parser.add_argument("--long", type=float, default=30.0, help="seconds of the long-form clips")
     parser.add_argument("--long-seeds", type=int, default=3, help="long-form clips per category (seeds 0, 1, …)")
+    parser.add_argument("--edit-seeds", type=int, default=3, help="seeds of each edit (0, 1, …)")
     parser.add_argument("--codec", type=int, default=12, help="real clips per category for the codec table")
     parser.add_argument("--only", default="loudness,long,edit",
                         help="which tables, comma-separated: loudness, long, edit, codec")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    for name in ("prompts", "seeds", "long_seeds", "codec"):
+    for name in ("prompts", "seeds", "long_seeds", "edit_seeds", "codec"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
 
@@ -197,7 +200,7 @@ def main(argv=None) -> int:
     if "long" in tables:
         long_table(pipe, classifier, firsts, args.long, args.long_seeds)
     if "edit" in tables:
-        edit_table(pipe, classifier, firsts, args.data)
+        edit_table(pipe, classifier, firsts, args.data, args.edit_seeds)
     if "codec" in tables:
         codec_table(pipe, classifiers, args.data, args.codec)
     print(f"\n{args.model}: {pipe.default_steps} steps, guidance {pipe.default_guidance}; {time.time() - began:.0f} s")
