@@ -5,8 +5,8 @@
 
 It predicts one of eval_prompts.ALL_CATEGORIES (the eight evaluation categories and "other") from 16 kHz audio of
 any length: waveform → AudioLDM normalisation (mean removed, peak 0.5) → log-mel (B, frames, 64) at 100 frames a
-second (eval.classifier_input.mel_of) → three 1-D conv blocks → mean and max over time → logits (B, 9). Trained on random
-2.5 s crops with time and frequency masks; it reads whole clips at inference.
+second (eval.classifier_input.mel_of) → three 1-D conv blocks → mean and max over time → logits (B, 9). Trained on
+random 2.5 s crops with time and frequency masks; it reads whole clips at inference.
 """
 
 import math

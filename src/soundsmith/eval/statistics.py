@@ -4,8 +4,8 @@ this and the CNN (eval.classify) is not one network's quirk.
 
     soundsmith data classifier synth-s1/manifest.jsonl --kind logistic --out logistic.pt
 
-Input: the same classifier log-mel as the CNN (eval.classifier_input.mel_of: 16 kHz, AudioLDM normalisation, (frames, 64)
-natural-log mel at 100 frames a second). Features (FEATURES of them), computed by `features`:
+Input: the same classifier log-mel as the CNN (eval.classifier_input.mel_of: 16 kHz, AudioLDM normalisation,
+(frames, 64) natural-log mel at 100 frames a second). Features (FEATURES of them), computed by `features`:
 - level normalisation: the log-mel minus the mean log energy of its louder half of frames (a gain on the waveform is
   a constant in the log domain, so it cancels);
 - per mel band: mean, standard deviation, 10th and 90th percentile over time, mean absolute frame-to-frame change;
